@@ -1,0 +1,292 @@
+/*
+ * sv2shm multi-process API: a pool whose region lives in memfds shared
+ * between processes, slices handed to consumer processes as 32-byte
+ * descriptors, and releases that travel back through io_uring.
+ *
+ *   producer process                           consumer process
+ *   ----------------                           ----------------
+ *   sv2shm_producer_new()                      sv2shm_consumer_new(sock)
+ *   sv2shm_producer_add_consumer(sock)  --->   (setup: memfds, ring, eventfds
+ *                                               over SCM_RIGHTS, once)
+ *   write with sv2shm_producer_buffer()
+ *   sv2shm_buffer_get_data_owned()
+ *   sv2shm_producer_publish(slice, ids) --->   sv2shm_consumer_recv() -> slice
+ *        (descriptor ring in shared memory)    read slice.data in place
+ *   slot frees when the last holder     <---   sv2shm_slice_release()
+ *   lets go; a waiting producer is woken        (clears its holder bit; wakes
+ *   through its own io_uring                     the producer through io_uring
+ *                                                only when it waits)
+ *
+ * The `sock` is a connected AF_UNIX SOCK_SEQPACKET socket (socketpair(), or a
+ * connection the broker made). The slot mask in shared memory is the truth;
+ * notifications are only wake-ups.
+ *
+ * Errors are negative errno values, as in sv2shm.h.
+ */
+#ifndef SV2SHM_IPC_H
+#define SV2SHM_IPC_H
+
+#include "sv2shm.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ------------------------------------------------------------------------- */
+/* Descriptors                                                                */
+/* ------------------------------------------------------------------------- */
+
+/** Encoded size of a descriptor (little-endian, fixed). */
+#define SV2SHM_DESC_SIZE 32
+/** Descriptor format version. */
+#define SV2SHM_DESC_VERSION 1
+
+/** What a descriptor names. */
+enum sv2shm_desc_kind {
+	SV2SHM_DESC_POOL = 0,     /**< a slot of the shared region */
+	SV2SHM_DESC_OVERFLOW = 1, /**< an alloc-mode slice in its own memfd, sent over the socket */
+};
+
+/**
+ * A descriptor, decoded. Wire form (32 bytes, little-endian):
+ *   0 u8 version | 1 u8 kind | 2 u16 slot | 4 u32 generation |
+ *   8 u64 region_id | 16 u64 offset | 24 u64 length
+ */
+struct sv2shm_desc {
+	uint8_t version;
+	uint8_t kind;
+	uint16_t slot;
+	uint32_t generation;
+	uint64_t region_id;
+	uint64_t offset;
+	uint64_t length;
+};
+
+/** Encode d into out. Returns 0, or -EINVAL (NULL argument). */
+SV2SHM_EXPORT int sv2shm_desc_encode(const struct sv2shm_desc *d, uint8_t out[SV2SHM_DESC_SIZE]);
+
+/**
+ * Decode in into *d. Only the format is checked here (not the region).
+ * Returns 0, or -EINVAL (NULL argument), -EPROTO (unknown version or kind).
+ */
+SV2SHM_EXPORT int sv2shm_desc_decode(const uint8_t in[SV2SHM_DESC_SIZE], struct sv2shm_desc *d);
+
+/* ------------------------------------------------------------------------- */
+/* Shared regions (the consumer's view)                                       */
+/* ------------------------------------------------------------------------- */
+
+struct sv2shm_region;
+
+/** sv2shm_region_attach() flag: map the data read-write (refused once the
+ * producer has sealed it with F_SEAL_FUTURE_WRITE, i.e. always for consumers). */
+#define SV2SHM_ATTACH_WRITABLE 1u
+
+/**
+ * Attach to a region from its control and data memfds (the fds are dup'ed;
+ * the caller keeps its own). Checks the control block's magic, version, sizes
+ * and slot count, the memfds' sizes, and that both are sealed against shrink,
+ * grow and further sealing, and the data against writes. Maps the control
+ * block read-write and the data read-only (unless SV2SHM_ATTACH_WRITABLE).
+ *
+ * Returns 0 and sets *out, or
+ *   -EINVAL   NULL out, negative fd, unknown flags;
+ *   -EBADF    an fd is not open;
+ *   -EPROTO   bad magic or version in the control block;
+ *   -EMSGSIZE sizes disagree (control block, capacity, slot count, fd sizes);
+ *   -EPERM    a required seal is missing;
+ *   -EACCES   SV2SHM_ATTACH_WRITABLE on a write-sealed data memfd;
+ *   -ENOMEM   mapping failed.
+ */
+SV2SHM_EXPORT int sv2shm_region_attach(int ctl_fd, int data_fd, unsigned flags, struct sv2shm_region **out);
+
+/**
+ * Turn a descriptor into a readable slice (kind SV2SHM_SLICE_SHARED) held by
+ * holder bit `holder` (1..31). Every field is validated before any byte of
+ * the data is touched:
+ *   -EINVAL   NULL argument, holder out of range;
+ *   -EPROTO   unknown version or kind (or an OVERFLOW descriptor here);
+ *   -ENXIO    region_id is not this region;
+ *   -ERANGE   slot >= slot count;
+ *   -ESTALE   generation is not the slot's current one;
+ *   -EFAULT   offset/length outside the data area, or not the slot's range;
+ *   -ENOENT   the slot is not taken in the mask;
+ *   -EACCES   the slot is not held by `holder`.
+ * Release the slice with sv2shm_slice_release().
+ */
+SV2SHM_EXPORT int sv2shm_region_open(struct sv2shm_region *r, const uint8_t desc[SV2SHM_DESC_SIZE], unsigned holder,
+				     struct sv2shm_slice *out);
+
+/** Detach (unmap, close). Refused with -EBUSY while slices opened from it are live. */
+SV2SHM_EXPORT int sv2shm_region_detach(struct sv2shm_region *r);
+
+/** The region's control (which == 0) or data (which == 1) memfd, or -EINVAL. */
+SV2SHM_EXPORT int sv2shm_region_fd(const struct sv2shm_region *r, int which);
+
+/* ------------------------------------------------------------------------- */
+/* Producer                                                                    */
+/* ------------------------------------------------------------------------- */
+
+/** How a releasing consumer wakes a waiting producer. */
+enum sv2shm_notify {
+	SV2SHM_NOTIFY_DEFAULT = 0, /**< the fastest measured that this kernel has */
+	SV2SHM_NOTIFY_EVENTFD = 1, /**< IORING_OP_WRITE to an eventfd the producer handed out */
+	SV2SHM_NOTIFY_FUTEX = 2,   /**< IORING_OP_FUTEX_WAKE on the release word (kernel 6.7+) */
+};
+
+/** Producer options; zero-initialise, then set what you need. */
+struct sv2shm_producer_options {
+	struct sv2shm_pool_options pool; /**< capacity, slots, policy (FALLBACK, FAIL or WAIT) */
+	unsigned ring_entries;           /**< descriptors per consumer ring, power of 2; 0 = 256 */
+	int notify;                      /**< enum sv2shm_notify */
+	bool no_io_uring;                /**< use plain syscalls even where io_uring works */
+};
+
+struct sv2shm_producer;
+
+/**
+ * Create a producer: the shared pool (control and data memfds, sealed, data
+ * pre-faulted so a memory limit shows here and not as SIGBUS later).
+ * Returns 0 and sets *out, or -EINVAL (bad options), -ENOMEM/-ENOSPC (region
+ * could not be allocated), -ENOTSUP (SV2SHM_NOTIFY_FUTEX asked, kernel lacks
+ * it), or the failing syscall's -errno.
+ */
+SV2SHM_EXPORT int sv2shm_producer_new(const struct sv2shm_producer_options *o, struct sv2shm_producer **out);
+
+/**
+ * Destroy the producer. Slices consumers still hold stay readable in their
+ * mappings (the region outlives its producer). Slices the producer itself
+ * still holds (taken, not published or released) make this fail with -EBUSY.
+ * Returns 0 (NULL is a no-op) or -EBUSY.
+ */
+SV2SHM_EXPORT int sv2shm_producer_destroy(struct sv2shm_producer *p);
+
+/** The producer's pool: the same API as an in-process pool (mode, slot map, stats). */
+SV2SHM_EXPORT struct sv2shm_pool *sv2shm_producer_pool(struct sv2shm_producer *p);
+
+/** Shortcut for sv2shm_pool_buffer(sv2shm_producer_pool(p)). */
+SV2SHM_EXPORT struct sv2shm_buffer *sv2shm_producer_buffer(struct sv2shm_producer *p);
+
+/**
+ * Hand the region to a consumer over the connected SOCK_SEQPACKET socket
+ * `sock` (the producer owns it from now on, even on failure).
+ * Returns the consumer's id (1..31, its holder bit), or -EINVAL (bad fd or
+ * not SOCK_SEQPACKET), -EMFILE (31 consumers already), or -errno.
+ */
+SV2SHM_EXPORT int sv2shm_producer_add_consumer(struct sv2shm_producer *p, int sock);
+
+/** Publish flag: more descriptors follow; do not wake sleeping consumers yet
+ * (sv2shm_producer_flush() or the next publish without it does). */
+#define SV2SHM_PUBLISH_MORE 1u
+
+/**
+ * Publish slice *s (taken from this producer's buffer) to consumers ids[0..n)
+ * and give up the producer's own hold: the slot frees when the last of them
+ * releases it. A SYSTEM slice (alloc mode) is copied once into its own sealed
+ * memfd and sent over the socket. On success *s is cleared.
+ *
+ * Returns 0, or
+ *   -EINVAL   NULL argument, n == 0, a slice not from this producer, unknown
+ *             or duplicate id;
+ *   -EPIPE    a consumer is gone (call sv2shm_producer_process());
+ *   -EAGAIN   a consumer's ring is full (it is not keeping up); nothing was
+ *             published to anyone;
+ *   -ENOMEM   (overflow memfd) or another -errno.
+ */
+SV2SHM_EXPORT int sv2shm_producer_publish(struct sv2shm_producer *p, struct sv2shm_slice *s, const int *ids,
+					  unsigned n, unsigned flags);
+
+/** Wake consumers that sleep with descriptors pending. Returns 0 or -errno. */
+SV2SHM_EXPORT int sv2shm_producer_flush(struct sv2shm_producer *p);
+
+/**
+ * An fd that becomes readable when a consumer hangs up: call
+ * sv2shm_producer_process() then. (An epoll fd over the consumer sockets.)
+ */
+SV2SHM_EXPORT int sv2shm_producer_fd(const struct sv2shm_producer *p);
+
+/**
+ * Handle consumer hang-ups without blocking: every consumer whose socket
+ * closed is removed and its holder bits are cleared in every slot, so its
+ * slots come back. Returns the number of consumers removed, or -errno.
+ */
+SV2SHM_EXPORT int sv2shm_producer_process(struct sv2shm_producer *p);
+
+/** Remove consumer `id` now and reclaim what it held. Returns the number of slots it held, or -EINVAL. */
+SV2SHM_EXPORT int sv2shm_producer_remove_consumer(struct sv2shm_producer *p, int id);
+
+/** Name of the release-notification path in use, e.g. "io_uring futex-wake" or "syscall eventfd". */
+SV2SHM_EXPORT const char *sv2shm_producer_notify_name(const struct sv2shm_producer *p);
+
+/* ------------------------------------------------------------------------- */
+/* Consumer                                                                    */
+/* ------------------------------------------------------------------------- */
+
+/** Consumer options; zero-initialise, then set what you need. */
+struct sv2shm_consumer_options {
+	unsigned spin_us;   /**< busy-wait this long before sleeping in recv; 0 = 50 us; use
+	                         SV2SHM_SPIN_NONE to block at once */
+	unsigned batch;     /**< release notifications per io_uring submission at most; 0 = 32 */
+	bool no_io_uring;   /**< use plain syscalls even where io_uring works */
+};
+
+/** spin_us value: never spin, sleep at once. */
+#define SV2SHM_SPIN_NONE UINT32_MAX
+
+struct sv2shm_consumer;
+
+/**
+ * Receive the region from the producer on `sock` (blocking until the setup
+ * message arrives) and attach to it (see sv2shm_region_attach() for what is
+ * checked). The consumer owns sock from now on, even on failure.
+ * Returns 0 and sets *out, or -EPROTO (bad setup message), -EPIPE (producer
+ * hung up), or an error of sv2shm_region_attach().
+ */
+SV2SHM_EXPORT int sv2shm_consumer_new(int sock, const struct sv2shm_consumer_options *o, struct sv2shm_consumer **out);
+
+/**
+ * Receive the next slice: spin up to spin_us, then sleep until one arrives,
+ * the timeout passes (timeout_ms < 0: forever; 0: do not wait), or the
+ * producer is gone. The slice (kind SHARED, or MAPPED for an alloc-mode
+ * slice) is readable in place; release it with sv2shm_slice_release() from
+ * any thread. Every descriptor is validated (see sv2shm_region_open()).
+ *
+ * Returns 1 (slice in *out), 0 (timeout), or
+ *   -EPIPE   the producer is gone and nothing is left to read;
+ *   -EPROTO  the producer broke the protocol (bad ring indices or message);
+ *   a validation error of sv2shm_region_open() for a bad descriptor (that
+ *   descriptor is dropped; the next call goes on).
+ */
+SV2SHM_EXPORT int sv2shm_consumer_recv(struct sv2shm_consumer *c, struct sv2shm_slice *out, int timeout_ms);
+
+/** Submit release notifications still batched. Returns 0 or -errno. */
+SV2SHM_EXPORT int sv2shm_consumer_flush(struct sv2shm_consumer *c);
+
+/**
+ * For event loops: the fd to poll for POLLIN. Call
+ * sv2shm_consumer_prepare_wait() first; when it returns 0, poll; when the
+ * fd is readable, call sv2shm_consumer_recv(c, out, 0) until it returns 0.
+ */
+SV2SHM_EXPORT int sv2shm_consumer_fd(const struct sv2shm_consumer *c);
+
+/** Announce that the caller is about to poll. Returns 0 (nothing pending:
+ * poll now), 1 (something is pending: recv first), or -EINVAL. Flushes
+ * batched release notifications. */
+SV2SHM_EXPORT int sv2shm_consumer_prepare_wait(struct sv2shm_consumer *c);
+
+/** The consumer's id (its holder bit), or -EINVAL. */
+SV2SHM_EXPORT int sv2shm_consumer_id(const struct sv2shm_consumer *c);
+
+/** The attached region (for tools and tests). */
+SV2SHM_EXPORT struct sv2shm_region *sv2shm_consumer_region(struct sv2shm_consumer *c);
+
+/** Name of the release-notification path in use (see sv2shm_producer_notify_name()). */
+SV2SHM_EXPORT const char *sv2shm_consumer_notify_name(const struct sv2shm_consumer *c);
+
+/** Free the consumer: refused with -EBUSY while slices it received are live. */
+SV2SHM_EXPORT int sv2shm_consumer_free(struct sv2shm_consumer *c);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* SV2SHM_IPC_H */

@@ -1,0 +1,30 @@
+/* The producer-consumer channel: SOCK_SEQPACKET messages with fds, and the
+ * descriptor ring in shared memory. */
+#ifndef SV2SHM_CHANNEL_H
+#define SV2SHM_CHANNEL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "wire.h"
+
+/* Send one message with up to `nfds` fds (SCM_RIGHTS). Returns 0 or -errno. */
+int chan_send(int sock, const void *msg, size_t len, const int *fds, unsigned nfds);
+
+/* Receive one message of exactly `len` bytes and exactly `nfds` fds
+ * (close-on-exec). Extra or missing fds, a short or long message, or a
+ * truncated control buffer are -EPROTO (every fd received is closed then).
+ * 0 bytes (peer gone) is -EPIPE. `timeout_ms` < 0 blocks. */
+int chan_recv(int sock, void *msg, size_t len, int *fds, unsigned nfds, int timeout_ms);
+
+/* Fill a message header. */
+void chan_hdr(struct sv2shm_msg_hdr *h, uint16_t type);
+/* Check a received header: 0 or -EPROTO. */
+int chan_check_hdr(const struct sv2shm_msg_hdr *h, uint16_t type);
+
+static inline uint8_t *ring_entry(struct sv2shm_ring *r, uint32_t entries, uint32_t i)
+{
+	return r->slots + (size_t)(i & (entries - 1u)) * SV2SHM_DESC_SIZE;
+}
+
+#endif /* SV2SHM_CHANNEL_H */

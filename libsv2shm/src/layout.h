@@ -1,0 +1,76 @@
+/*
+ * The pool's control block: the one layout both the in-process pool (on the
+ * heap) and the shared pool (in a control memfd every process maps) use.
+ *
+ * Who writes what:
+ *   - the producer (one thread of one process) writes everything except the
+ *     holder bits of a slot's state word and the mask bits it clears;
+ *   - a holder (any thread, any process) clears its own holder bit with a CAS
+ *     on the slot's state word and, when it was the last, the slot's bit in
+ *     the mask (release ordering); then bumps release_seq.
+ *
+ * The producer never trusts a value it reads here beyond the mask: offsets,
+ * lengths and generations it needs are kept in its private memory too.
+ * Holders validate everything they read before using it.
+ */
+#ifndef SV2SHM_LAYOUT_H
+#define SV2SHM_LAYOUT_H
+
+#include <assert.h>
+#include <stdalign.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdatomic.h>
+
+#define SV2SHM_CACHE_LINE 64
+
+#define SV2SHM_CTL_MAGIC UINT32_C(0x32767368) /* "hsv2" read little-endian: 'h','s','v','2' */
+#define SV2SHM_CTL_VERSION 1u
+
+/* A slot state word: generation in the high 32 bits, holder bits in the low
+ * 32. Bit 0 is the producer's own hold (the slice returned by
+ * get_data_owned); bits 1..31 are consumers. */
+#define SV2SHM_STATE_GEN(s) ((uint32_t)((s) >> 32))
+#define SV2SHM_STATE_HOLDERS(s) ((uint32_t)(s))
+#define SV2SHM_STATE(gen, holders) (((uint64_t)(gen) << 32) | (uint32_t)(holders))
+#define SV2SHM_MAX_HOLDERS 32
+
+/* One slot record: 32 bytes, two per cache line. */
+struct sv2shm_ctl_slot {
+	_Atomic uint64_t state; /* generation | holders, see above */
+	uint64_t offset;        /* byte offset of the live slice in the data area */
+	uint64_t length;        /* its length in bytes */
+	uint64_t claim;         /* claim number (the n-th slice of the pool), for the slot map */
+};
+
+struct sv2shm_ctl {
+	/* line 0: identity, written once before anyone else sees the block */
+	uint32_t magic;        /* SV2SHM_CTL_MAGIC */
+	uint32_t version;      /* SV2SHM_CTL_VERSION */
+	uint64_t capacity;     /* data area size in bytes, <= 2^32 */
+	uint32_t nslots;       /* 1 .. 64 */
+	uint32_t ctl_size;     /* sizeof(struct sv2shm_ctl) */
+	uint64_t region_id;    /* random id a descriptor must name */
+	uint8_t reserved0[SV2SHM_CACHE_LINE - 32];
+
+	/* line 1: the slot mask, alone — the allocator's truth */
+	alignas(SV2SHM_CACHE_LINE) _Atomic uint64_t mask;
+	uint8_t reserved1[SV2SHM_CACHE_LINE - 8];
+
+	/* line 2: release sequence (futex word) and the producer's "wake me" flag */
+	alignas(SV2SHM_CACHE_LINE) _Atomic uint32_t release_seq;
+	_Atomic uint32_t producer_waiting;
+	uint8_t reserved2[SV2SHM_CACHE_LINE - 8];
+
+	/* lines 3..: one record per slot */
+	alignas(SV2SHM_CACHE_LINE) struct sv2shm_ctl_slot slots[64];
+};
+
+static_assert(sizeof(struct sv2shm_ctl_slot) == 32, "slot record is 32 bytes");
+static_assert(offsetof(struct sv2shm_ctl, mask) == 64, "mask on its own cache line");
+static_assert(offsetof(struct sv2shm_ctl, release_seq) == 128, "release word on its own line");
+static_assert(offsetof(struct sv2shm_ctl, slots) == 192, "slot records after the header lines");
+static_assert(sizeof(struct sv2shm_ctl) == 192 + 64 * 32, "control block size");
+static_assert(sizeof(_Atomic uint64_t) == 8 && sizeof(_Atomic uint32_t) == 4, "lock-free sizes");
+
+#endif /* SV2SHM_LAYOUT_H */

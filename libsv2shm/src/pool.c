@@ -1,0 +1,658 @@
+/*
+ * The buffer pool (the seed's BufferPool): back / front / alloc modes over one
+ * preallocated region and up to 64 slots.
+ *
+ * The region is used as two runs of slices (a "bip buffer"):
+ *
+ *   0          front_end        off(back head)            back_end        capacity
+ *   | front run |    free gap    |        back run         |   free tail   |
+ *
+ * BACK mode appends after the newest slice of the back run; FRONT mode
+ * appends after the newest slice of the front run, which must stay below the
+ * oldest live slice of the back run; ALLOC mode serves slices from system
+ * memory because neither run has room (or no slot is free). Every time a new
+ * slice starts (and whenever a slice outgrows its room) the producer reads the
+ * slot mask once and tidies both runs: freed slices at either end of a run are
+ * dropped (the seed's "optimised to drop the last slice"), an empty back run
+ * takes over the front run, and with every slot free the pool restarts at
+ * offset 0 (the seed's reset). Then it places the slice in the run of the
+ * current mode, else the other run, else system memory — so it leaves alloc
+ * mode as soon as a request fits again.
+ *
+ * Slot numbers are names, not positions: a new slice takes the lowest free
+ * slot index not still referenced by a run. The runs keep their slices in
+ * address order in two small deques of slot indices.
+ *
+ * Concurrency: only the producer thread runs this file's allocator. Holders
+ * on any thread release with a CAS on the slot's state word (generation |
+ * holders) and then clear the mask bit with release ordering; the producer
+ * reads the mask with acquire ordering before it reuses any byte.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <time.h>
+
+#include "internal.h"
+#include "pool.h"
+#include "region.h"
+
+#define BIT(i) (UINT64_C(1) << (i))
+
+#if SV2SHM_TRACE
+#define TRACE(p, ev, slot, a, b) trace_emit((p), (p)->trace_fn, (p)->trace_user, (ev), (slot), (a), (b))
+#else
+#define TRACE(p, ev, slot, a, b) ((void)0)
+#endif
+
+/* --- run deques ----------------------------------------------------------- */
+
+static inline unsigned run_at(const struct pool_run *r, unsigned i)
+{
+	return r->idx[(r->head + i) & 63u];
+}
+static inline unsigned run_first(const struct pool_run *r)
+{
+	return run_at(r, 0);
+}
+static inline unsigned run_last(const struct pool_run *r)
+{
+	return run_at(r, r->len - 1u);
+}
+static inline void run_push(struct pool_run *r, unsigned slot)
+{
+	r->idx[(r->head + r->len) & 63u] = (uint8_t)slot;
+	r->len++;
+}
+static inline unsigned run_pop_first(struct pool_run *r)
+{
+	unsigned s = run_first(r);
+	r->head = (uint8_t)((r->head + 1u) & 63u);
+	r->len--;
+	return s;
+}
+static inline unsigned run_pop_last(struct pool_run *r)
+{
+	unsigned s = run_last(r);
+	r->len--;
+	return s;
+}
+
+/* --- mode and tidying ----------------------------------------------------- */
+
+static void set_mode(struct sv2shm_pool *p, int mode)
+{
+	if (p->mode == mode)
+		return;
+	TRACE(p, SV2SHM_TRACE_MODE, -1, (uint64_t)p->mode, (uint64_t)mode);
+	p->mode = mode;
+	p->stats.mode_switches++;
+}
+
+/*
+ * Drop freed slices from the ends of both runs (given the mask `m` just
+ * read), let an empty back run take over the front run, and restart at 0 when
+ * both runs are empty. Slices freed in the middle of a run keep their slot
+ * index reserved until they reach an end.
+ */
+static void tidy(struct sv2shm_pool *p, uint64_t m)
+{
+	struct pool_run *back = &p->run[RUN_BACK], *front = &p->run[RUN_FRONT];
+
+	while (back->len && !(m & BIT(run_first(back))))
+		p->owned &= ~BIT(run_pop_first(back));
+	while (back->len && !(m & BIT(run_last(back)))) {
+		unsigned s = run_pop_last(back);
+		p->owned &= ~BIT(s);
+		p->back_end = p->off[s];
+	}
+	while (front->len && !(m & BIT(run_first(front))))
+		p->owned &= ~BIT(run_pop_first(front));
+	while (front->len && !(m & BIT(run_last(front)))) {
+		unsigned s = run_pop_last(front);
+		p->owned &= ~BIT(s);
+		p->front_end = p->off[s];
+	}
+	if (!front->len)
+		p->front_end = 0;
+	if (back->len)
+		return;
+	/* A slice being written in the front run now lies above everything
+	 * live: it belongs to the back run. */
+	if (p->cur == CUR_POOL && p->cur_run == RUN_FRONT)
+		p->cur_run = RUN_BACK;
+	if (front->len) {
+		/* The back run is gone: everything above the front run is free. */
+		*back = *front;
+		p->back_end = p->front_end;
+		front->len = 0;
+		front->head = 0;
+		p->front_end = 0;
+	} else if (p->back_end != 0) {
+		p->back_end = 0;
+		p->stats.resets++;
+		TRACE(p, SV2SHM_TRACE_RESET, -1, 0, 0);
+	}
+}
+
+/* Where a slice of `need` bytes can go in run `which`: its offset and the
+ * end of the room it may grow into. */
+static bool run_fits(const struct sv2shm_pool *p, int which, uint64_t need, uint64_t *off, uint64_t *limit)
+{
+	const struct pool_run *back = &p->run[RUN_BACK];
+	if (which == RUN_BACK) {
+		if (p->back_end > p->cap || need > p->cap - p->back_end)
+			return false;
+		*off = p->back_end;
+		*limit = p->cap;
+		return true;
+	}
+	if (!back->len)
+		return false; /* no back run: the front run is not a thing */
+	uint64_t head = p->off[run_first(back)];
+	if (p->front_end > head || need > head - p->front_end)
+		return false;
+	*off = p->front_end;
+	*limit = head;
+	return true;
+}
+
+/* Move the slice being written to system memory (alloc mode). */
+static void *to_system(struct sv2shm_pool *p, size_t need, size_t len)
+{
+	struct sv2shm_buffer *b = &p->buf;
+	uint8_t *block = NULL;
+	size_t cap = 0;
+	int r = heap_grow(&block, &cap, need);
+	if (r < 0) {
+		b->_error = r;
+		return NULL;
+	}
+	if (b->_len)
+		memcpy(block, b->_base, b->_len);
+	if (p->cur == CUR_POOL)
+		p->owned &= ~BIT(p->cur_slot);
+	free(p->block);
+	p->block = block;
+	p->block_cap = cap;
+	p->cur = CUR_SYSTEM;
+	set_mode(p, SV2SHM_MODE_ALLOC);
+	b->_base = block;
+	b->_room = cap;
+	uint8_t *w = block + b->_len;
+	b->_len += len;
+	return w;
+}
+
+/*
+ * Place the slice being written (already `b->_len` bytes, needing `need` in
+ * all) in the run of the current mode, else the other run. Returns the
+ * writable pointer for the `len` new bytes, or NULL when neither run has room
+ * or no slot is free.
+ */
+static void *place(struct sv2shm_pool *p, uint64_t m, size_t need)
+{
+	struct sv2shm_buffer *b = &p->buf;
+	unsigned slot;
+	if (p->cur == CUR_POOL) {
+		slot = p->cur_slot;
+	} else {
+		/* Lowest slot that is free in the mask and not held by a run. A mask
+		 * bit we did not set (possible only if shared memory was scribbled
+		 * on) keeps its slot out of use. */
+		uint64_t free_slots = p->all & ~p->owned & ~m;
+		if (!free_slots)
+			return NULL;
+		slot = (unsigned)__builtin_ctzll(free_slots);
+	}
+
+	int order[2] = {RUN_BACK, RUN_FRONT};
+	if (p->mode == SV2SHM_MODE_FRONT) {
+		order[0] = RUN_FRONT;
+		order[1] = RUN_BACK;
+	}
+	for (int i = 0; i < 2; i++) {
+		uint64_t off, limit;
+		if (!run_fits(p, order[i], need, &off, &limit))
+			continue;
+		uint8_t *dst = p->data + off;
+		if (p->cur == CUR_POOL && dst != b->_base) {
+			if (b->_len)
+				memmove(dst, b->_base, b->_len);
+			p->stats.moves++;
+		}
+		p->cur = CUR_POOL;
+		p->cur_slot = slot;
+		p->cur_run = order[i];
+		p->cur_off = off;
+		p->owned |= BIT(slot);
+		set_mode(p, order[i] == RUN_BACK ? SV2SHM_MODE_BACK : SV2SHM_MODE_FRONT);
+		b->_base = dst;
+		b->_room = (size_t)(limit - off);
+		uint8_t *w = dst + b->_len;
+		b->_len = need;
+		return w;
+	}
+	return NULL;
+}
+
+static int64_t now_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/*
+ * SV2SHM_POOL_WAIT: sleep until a release happens (or the deadline). The
+ * producer announces itself in producer_waiting (odd = waiting) and then
+ * re-reads the mask; a releaser clears its mask bit and then reads
+ * producer_waiting. Both sides use seq_cst, so at least one of them sees the
+ * other: either the producer sees the freed slot and does not sleep, or the
+ * releaser sees the waiter and wakes it.
+ */
+static int wait_for_release(struct sv2shm_pool *p, uint64_t seen_mask, int64_t deadline)
+{
+	struct sv2shm_ctl *ctl = p->ctl;
+	int timeout = -1;
+	if (deadline >= 0) {
+		int64_t left = deadline - now_ms();
+		if (left <= 0)
+			return -ETIMEDOUT;
+		timeout = left > INT32_MAX ? INT32_MAX : (int)left;
+	}
+	uint32_t seq = atomic_load_explicit(&ctl->release_seq, memory_order_acquire);
+	atomic_fetch_add_explicit(&ctl->producer_waiting, 1u, memory_order_seq_cst);
+	int r = 0;
+	if (atomic_load_explicit(&ctl->mask, memory_order_seq_cst) == seen_mask)
+		r = p->wait(p, seq, timeout);
+	atomic_fetch_add_explicit(&ctl->producer_waiting, 1u, memory_order_seq_cst);
+	p->stats.waits++;
+	return r == -ETIMEDOUT ? 0 : r; /* the loop checks the deadline itself */
+}
+
+/*
+ * The slow path of get_writable: the slice being written has no room for
+ * `len` more bytes (or has no place yet). Runs once per slice, plus once per
+ * outgrown room.
+ */
+static void *pool_get_writable_slow(struct sv2shm_buffer *b, size_t len)
+{
+	struct sv2shm_pool *p = container_of(b, struct sv2shm_pool, buf);
+	size_t need;
+	if (__builtin_add_overflow(b->_len, len, &need)) {
+		b->_error = -EOVERFLOW;
+		return NULL;
+	}
+	if (p->cur == CUR_SYSTEM) {
+		int r = heap_grow(&p->block, &p->block_cap, need);
+		if (r < 0) {
+			b->_error = r;
+			return NULL;
+		}
+		b->_base = p->block;
+		b->_room = p->block_cap;
+		uint8_t *w = b->_base + b->_len;
+		b->_len = need;
+		return w;
+	}
+
+	int64_t deadline = -2; /* not computed yet */
+	for (;;) {
+		uint64_t m = atomic_load_explicit(&p->ctl->mask, memory_order_acquire);
+		tidy(p, m);
+		uint8_t *w = place(p, m, need);
+		if (w)
+			return w;
+		/* Full. Keep what was written where it is: place() changed nothing
+		 * for the current slice, and tidying only frees memory. */
+		if (p->policy == SV2SHM_POOL_FAIL) {
+			b->_error = -EAGAIN;
+			return NULL;
+		}
+		if (p->policy == SV2SHM_POOL_FALLBACK)
+			return to_system(p, need, len);
+		if (need > p->cap) {
+			b->_error = -EMSGSIZE; /* waiting cannot help */
+			return NULL;
+		}
+		if (deadline == -2)
+			deadline = p->wait_timeout_ms < 0 ? -1 : now_ms() + p->wait_timeout_ms;
+		if (deadline >= 0 && now_ms() >= deadline) {
+			b->_error = -ETIMEDOUT;
+			return NULL;
+		}
+		int r = wait_for_release(p, m, deadline);
+		if (r < 0 && r != -EINTR) {
+			b->_error = r;
+			return NULL;
+		}
+	}
+}
+
+/* Claim the slot of the slice just written and hand it out. */
+static int pool_get_data_owned(struct sv2shm_buffer *b, struct sv2shm_slice *out)
+{
+	struct sv2shm_pool *p = container_of(b, struct sv2shm_pool, buf);
+	if (b->_len == b->_start) {
+		/* Nothing (left) to hand out: keep the place and the room. */
+		slice_empty(out);
+		b->_len = 0;
+		b->_start = 0;
+		return 0;
+	}
+	if (p->cur == CUR_SYSTEM) {
+		slice_from_system(out, p->block, b->_start, b->_len);
+		TRACE(p, SV2SHM_TRACE_SYSTEM, -1, 0, b->_len);
+		p->block = NULL;
+		p->block_cap = 0;
+		p->cur = CUR_NONE;
+		p->stats.from_system++;
+		buffer_clear(b);
+		return 0;
+	}
+
+	/* CUR_POOL: b->_len > 0 implies a place was chosen. */
+	unsigned s = p->cur_slot;
+	uint64_t off = p->cur_off, len = b->_len;
+	uint32_t gen = ++p->gen[s];
+	struct sv2shm_ctl_slot *cs = &p->ctl->slots[s];
+	p->off[s] = off;
+	p->data_off[s] = off + b->_start;
+	p->data_len[s] = len - b->_start;
+	p->claims++;
+	cs->offset = p->data_off[s];
+	cs->length = p->data_len[s];
+	cs->claim = p->claims;
+	/* The slot is free (mask bit clear, no holders): only stale releases can
+	 * touch its state word, and their CAS fails on the new generation. */
+	atomic_store_explicit(&cs->state, SV2SHM_STATE(gen, 1u), memory_order_relaxed);
+	atomic_fetch_or_explicit(&p->ctl->mask, BIT(s), memory_order_release);
+
+	if (p->cur_run == RUN_BACK)
+		p->back_end = off + len;
+	else
+		p->front_end = off + len;
+	run_push(&p->run[p->cur_run], s);
+	p->stats.from_pool++;
+	TRACE(p, SV2SHM_TRACE_CLAIM, (int)s, off, len);
+
+	memset(out, 0, sizeof(*out));
+	out->data = p->data + off + b->_start;
+	out->len = len - b->_start;
+	out->_owner = p;
+	out->_gen = gen;
+	out->_slot = (uint16_t)s;
+	out->_kind = SV2SHM_SLICE_POOL;
+
+	p->cur = CUR_NONE;
+	buffer_clear(b);
+	return 0;
+}
+
+/*
+ * Release holder bit `holder` of slot `slot` at generation `gen`. Any
+ * thread; any process for a shared control block. Returns 1 when this was the
+ * last holder (the slot is free now), 0 when others still hold it, or
+ * -EINVAL / -ESTALE / -EALREADY.
+ */
+int pool_ctl_release(struct sv2shm_ctl *ctl, unsigned nslots, unsigned slot, uint32_t gen, unsigned holder)
+{
+	if (slot >= nslots || holder >= SV2SHM_MAX_HOLDERS)
+		return -EINVAL;
+	struct sv2shm_ctl_slot *cs = &ctl->slots[slot];
+	uint32_t hbit = UINT32_C(1) << holder;
+	uint64_t st = atomic_load_explicit(&cs->state, memory_order_acquire);
+	uint64_t next;
+	do {
+		if (SV2SHM_STATE_GEN(st) != gen)
+			return -ESTALE;
+		if (!(SV2SHM_STATE_HOLDERS(st) & hbit))
+			return -EALREADY;
+		next = st & ~(uint64_t)hbit;
+	} while (!atomic_compare_exchange_weak_explicit(&cs->state, &st, next, memory_order_acq_rel,
+							memory_order_acquire));
+	if (SV2SHM_STATE_HOLDERS(next))
+		return 0;
+	/* Last holder: the slot's bytes may be reused once the producer sees this
+	 * (acquire on its side). */
+	atomic_fetch_and_explicit(&ctl->mask, ~BIT(slot), memory_order_seq_cst);
+	atomic_fetch_add_explicit(&ctl->release_seq, 1u, memory_order_seq_cst);
+	return 1;
+}
+
+int pool_release_slice(struct sv2shm_pool *p, unsigned slot, uint32_t gen)
+{
+	int r = pool_ctl_release(p->ctl, p->nslots, slot, gen, 0);
+	if (r < 0) {
+		atomic_fetch_add_explicit(&p->refused, 1u, memory_order_relaxed);
+		return r;
+	}
+#if SV2SHM_TRACE
+	/* Offsets read back from the control block are for the trace only. */
+	TRACE(p, SV2SHM_TRACE_RELEASE, (int)slot, p->ctl->slots[slot].offset, p->ctl->slots[slot].length);
+#endif
+	if (r == 1 && p->wake && region_producer_needs_wake(p->ctl, &p->signaled_epoch))
+		p->wake(p);
+	return 0;
+}
+
+static bool pool_is_droppable(const struct sv2shm_buffer *b)
+{
+	const struct sv2shm_pool *p = container_of(b, const struct sv2shm_pool, buf);
+	return atomic_load_explicit(&p->ctl->mask, memory_order_acquire) == 0;
+}
+
+static const struct sv2shm_buffer_ops pool_ops = {
+	.get_writable_slow = pool_get_writable_slow,
+	.get_data_owned = pool_get_data_owned,
+	.is_droppable = pool_is_droppable,
+};
+
+/* --- construction --------------------------------------------------------- */
+
+int pool_check_options(const struct sv2shm_pool_options *o, unsigned *slots)
+{
+	if (!o)
+		return -EINVAL;
+	unsigned n = o->slots ? o->slots : SV2SHM_DEFAULT_SLOTS;
+	if (n > SV2SHM_MAX_SLOTS || o->capacity > SV2SHM_POOL_MAX_CAPACITY)
+		return -EINVAL;
+	if (o->policy != SV2SHM_POOL_FALLBACK && o->policy != SV2SHM_POOL_FAIL && o->policy != SV2SHM_POOL_WAIT)
+		return -EINVAL;
+	*slots = n;
+	return 0;
+}
+
+void pool_ctl_init(struct sv2shm_ctl *ctl, uint64_t capacity, unsigned nslots, uint64_t region_id)
+{
+	memset(ctl, 0, sizeof(*ctl));
+	ctl->magic = SV2SHM_CTL_MAGIC;
+	ctl->version = SV2SHM_CTL_VERSION;
+	ctl->capacity = capacity;
+	ctl->nslots = nslots;
+	ctl->ctl_size = (uint32_t)sizeof(*ctl);
+	ctl->region_id = region_id;
+}
+
+/* In-process pools sleep on the release word with a futex. */
+static int inproc_wait(struct sv2shm_pool *p, uint32_t seen, int timeout_ms)
+{
+	return futex_wait_u32(&p->ctl->release_seq, seen, timeout_ms);
+}
+
+static void inproc_wake(struct sv2shm_pool *p)
+{
+	futex_wake_u32(&p->ctl->release_seq);
+}
+
+void pool_init(struct sv2shm_pool *p, struct sv2shm_ctl *ctl, uint8_t *data, uint64_t capacity, unsigned nslots,
+	       const struct sv2shm_pool_options *o)
+{
+	int policy = o->policy;
+	p->buf._ops = &pool_ops;
+	buffer_clear(&p->buf);
+	p->ctl = ctl;
+	p->data = data;
+	p->cap = capacity;
+	p->nslots = nslots;
+	p->all = nslots == 64 ? ~UINT64_C(0) : BIT(nslots) - 1u;
+	p->policy = policy;
+	p->mode = SV2SHM_MODE_BACK;
+	p->cur = CUR_NONE;
+	p->stats.slots = nslots;
+	p->stats.capacity = capacity;
+	p->wait_timeout_ms = o->wait_timeout_ms;
+	p->wait = inproc_wait;
+	p->wake = inproc_wake;
+}
+
+/* Free what pool_init's owner did not allocate itself: the heap block of a
+ * slice being written. */
+void pool_fini(struct sv2shm_pool *p)
+{
+	free(p->block);
+	p->block = NULL;
+}
+
+SV2SHM_API int sv2shm_pool_new(const struct sv2shm_pool_options *opts, struct sv2shm_pool **out)
+{
+	unsigned n;
+	if (!out)
+		return -EINVAL;
+	int r = pool_check_options(opts, &n);
+	if (r < 0)
+		return r;
+	struct sv2shm_pool *p = calloc(1, sizeof(*p));
+	struct sv2shm_ctl *ctl = aligned_alloc(SV2SHM_CACHE_LINE, sizeof(*ctl));
+	uint8_t *data = NULL;
+	if (!p || !ctl)
+		goto nomem;
+	if (opts->capacity) {
+		/* Lazily backed anonymous memory: a 4 GiB pool costs address space
+		 * until it is written. */
+		void *m = mmap(NULL, (size_t)opts->capacity, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
+			       -1, 0);
+		if (m == MAP_FAILED)
+			goto nomem;
+		data = m;
+	}
+	pool_ctl_init(ctl, opts->capacity, n, 0);
+	pool_init(p, ctl, data, opts->capacity, n, opts);
+	p->own_memory = true;
+	*out = p;
+	return 0;
+nomem:
+	free(ctl);
+	free(p);
+	return -ENOMEM;
+}
+
+SV2SHM_API int sv2shm_pool_destroy(struct sv2shm_pool *p)
+{
+	if (!p)
+		return 0;
+	if (!p->own_memory)
+		return -EINVAL; /* a shared pool is destroyed by its own function */
+	if (atomic_load_explicit(&p->ctl->mask, memory_order_acquire) != 0)
+		return -EBUSY;
+	pool_fini(p);
+	if (p->data)
+		munmap(p->data, (size_t)p->cap);
+	free(p->ctl);
+	free(p);
+	return 0;
+}
+
+SV2SHM_API struct sv2shm_buffer *sv2shm_pool_buffer(struct sv2shm_pool *p)
+{
+	return p ? &p->buf : NULL;
+}
+
+SV2SHM_API struct sv2shm_pool *sv2shm_pool_from_buffer(struct sv2shm_buffer *b)
+{
+	if (!b || b->_ops != &pool_ops)
+		return NULL;
+	return container_of(b, struct sv2shm_pool, buf);
+}
+
+/* --- introspection ------------------------------------------------------ */
+
+SV2SHM_API int sv2shm_pool_mode(const struct sv2shm_pool *p)
+{
+	return p ? p->mode : -EINVAL;
+}
+
+SV2SHM_API const char *sv2shm_pool_mode_name(int mode)
+{
+	switch (mode) {
+	case SV2SHM_MODE_BACK:
+		return "BACK MODE";
+	case SV2SHM_MODE_FRONT:
+		return "FRONT MODE";
+	case SV2SHM_MODE_ALLOC:
+		return "ALLOC MODE";
+	default:
+		return "?";
+	}
+}
+
+static char claim_char(uint64_t claim)
+{
+	static const char names[] = "123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ";
+	if (claim == 0)
+		return '?';
+	return names[(claim - 1) % (sizeof(names) - 1)];
+}
+
+SV2SHM_API int sv2shm_pool_slot_map(const struct sv2shm_pool *p, char *buf, size_t size)
+{
+	if (!p || !buf)
+		return -EINVAL;
+	if (size < p->nslots + 1u)
+		return -ENOSPC;
+	uint64_t m = atomic_load_explicit(&p->ctl->mask, memory_order_acquire);
+	for (unsigned i = 0; i < p->nslots; i++)
+		buf[i] = (m & BIT(i)) ? claim_char(p->ctl->slots[i].claim) : '-';
+	buf[p->nslots] = '\0';
+	return (int)p->nslots;
+}
+
+SV2SHM_API int sv2shm_pool_stats(const struct sv2shm_pool *p, struct sv2shm_pool_stats *out)
+{
+	if (!p || !out)
+		return -EINVAL;
+	*out = p->stats;
+	out->mask = atomic_load_explicit(&p->ctl->mask, memory_order_acquire);
+	out->live = (uint64_t)__builtin_popcountll(out->mask);
+	out->refused_releases = atomic_load_explicit(&p->refused, memory_order_relaxed);
+	return 0;
+}
+
+SV2SHM_API int sv2shm_pool_slot_range(const struct sv2shm_pool *p, unsigned slot, uint64_t *off, uint64_t *len)
+{
+	if (!p || !off || !len || slot >= p->nslots)
+		return -EINVAL;
+	uint64_t m = atomic_load_explicit(&p->ctl->mask, memory_order_acquire);
+	if (!(m & BIT(slot)))
+		return 0;
+	*off = p->ctl->slots[slot].offset;
+	*len = p->ctl->slots[slot].length;
+	return 1;
+}
+
+SV2SHM_API int sv2shm_pool_set_trace(struct sv2shm_pool *p, sv2shm_trace_fn fn, void *user)
+{
+	if (!p)
+		return -EINVAL;
+#if SV2SHM_TRACE
+	p->trace_fn = fn;
+	p->trace_user = user;
+	return 0;
+#else
+	(void)fn;
+	(void)user;
+	return -ENOTSUP;
+#endif
+}

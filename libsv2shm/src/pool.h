@@ -1,0 +1,77 @@
+/* The pool's private state, shared by pool.c and the shared-memory pool. */
+#ifndef SV2SHM_POOL_H
+#define SV2SHM_POOL_H
+
+#include "internal.h"
+
+enum { RUN_BACK = 0, RUN_FRONT = 1 };
+enum { CUR_NONE = 0, CUR_POOL = 1, CUR_SYSTEM = 2 };
+
+/* A run of slices in address order: a ring of slot indices. */
+struct pool_run {
+	uint8_t idx[64];
+	uint8_t head;
+	uint8_t len;
+};
+
+struct sv2shm_pool {
+	struct sv2shm_buffer buf; /* first: the interface and its hot cursor */
+
+	struct sv2shm_ctl *ctl; /* control block: heap, or a shared memfd */
+	uint8_t *data;          /* the region, capacity bytes */
+	uint64_t cap;
+	unsigned nslots;
+	uint64_t all; /* mask of the nslots valid bits */
+	int policy;
+	int mode;
+
+	/* The slice being written. */
+	int cur;           /* CUR_* */
+	unsigned cur_slot; /* CUR_POOL: reserved slot */
+	int cur_run;       /* CUR_POOL: RUN_BACK or RUN_FRONT */
+	uint64_t cur_off;  /* CUR_POOL: offset in the region */
+	uint8_t *block;    /* CUR_SYSTEM: heap block */
+	size_t block_cap;
+
+	/* The two runs (producer-private; the mask says which slots are live). */
+	struct pool_run run[2];
+	uint64_t back_end;  /* where the back run's next slice goes */
+	uint64_t front_end; /* where the front run's next slice goes */
+	uint64_t owned;     /* slots referenced by a run or by the slice being written */
+
+	/* Producer-private copies: never trust shared memory for these. */
+	uint64_t off[64];      /* where each slot's slice starts in the region */
+	uint64_t data_off[64]; /* the bytes handed out (after danger_set_start) */
+	uint64_t data_len[64];
+	uint32_t gen[64];
+	uint64_t claims;
+
+	struct sv2shm_pool_stats stats;
+	_Atomic uint64_t refused;
+
+	bool own_memory; /* in-process pool: ctl and data are ours */
+	void *owner;     /* the producer wrapping a shared pool */
+
+	/* SV2SHM_POOL_WAIT: sleep until the release word moves past `seen`
+	 * (0, -ETIMEDOUT or -errno), and the matching wake for a releaser. */
+	int wait_timeout_ms;
+	int (*wait)(struct sv2shm_pool *p, uint32_t seen, int timeout_ms);
+	void (*wake)(struct sv2shm_pool *p);
+	_Atomic uint32_t signaled_epoch;
+
+	sv2shm_trace_fn trace_fn;
+	void *trace_user;
+};
+
+int pool_check_options(const struct sv2shm_pool_options *o, unsigned *slots);
+void pool_ctl_init(struct sv2shm_ctl *ctl, uint64_t capacity, unsigned nslots, uint64_t region_id);
+void pool_init(struct sv2shm_pool *p, struct sv2shm_ctl *ctl, uint8_t *data, uint64_t capacity, unsigned nslots,
+	       const struct sv2shm_pool_options *o);
+void pool_fini(struct sv2shm_pool *p);
+int pool_ctl_release(struct sv2shm_ctl *ctl, unsigned nslots, unsigned slot, uint32_t gen, unsigned holder);
+
+/* notify.c: futexes on a 32-bit word, shared between processes. */
+int futex_wait_u32(_Atomic uint32_t *word, uint32_t seen, int timeout_ms);
+int futex_wake_u32(_Atomic uint32_t *word);
+
+#endif /* SV2SHM_POOL_H */

@@ -1,0 +1,330 @@
+/*
+ * Shared regions. The producer creates two memfds — a small control block
+ * every process maps read-write, and the data area — seals them against
+ * shrink, grow and further sealing (and the data against writes by anyone
+ * who maps it later) before any other process sees them. A consumer attaches
+ * from the two fds, checks all of that, and validates every descriptor
+ * against its private copy of the region's geometry before touching a byte.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/random.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "pool.h"
+#include "region.h"
+
+#ifndef MFD_NOEXEC_SEAL
+#define MFD_NOEXEC_SEAL 0x0008U
+#endif
+#ifndef F_SEAL_FUTURE_WRITE
+#define F_SEAL_FUTURE_WRITE 0x0010
+#endif
+
+static int memfd(const char *name)
+{
+	int fd = memfd_create(name, MFD_CLOEXEC | MFD_ALLOW_SEALING | MFD_NOEXEC_SEAL);
+	if (fd < 0 && errno == EINVAL) /* kernels before 6.3 lack MFD_NOEXEC_SEAL */
+		fd = memfd_create(name, MFD_CLOEXEC | MFD_ALLOW_SEALING);
+	return fd < 0 ? -errno : fd;
+}
+
+int region_memfd(const char *name, size_t size, unsigned seals, void **map)
+{
+	int fd = memfd(name);
+	if (fd < 0)
+		return fd;
+	int r;
+	void *m = NULL;
+	if (ftruncate(fd, (off_t)size) < 0)
+		goto fail_errno;
+	if (size) {
+		/* Allocate now: a memory limit is an error here, not SIGBUS later. */
+		r = posix_fallocate(fd, 0, (off_t)size);
+		if (r) {
+			r = -r;
+			goto fail;
+		}
+		m = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+		if (m == MAP_FAILED) {
+			m = NULL;
+			goto fail_errno;
+		}
+	}
+	if (fcntl(fd, F_ADD_SEALS, seals) < 0)
+		goto fail_errno;
+	*map = m;
+	return fd;
+fail_errno:
+	r = -errno;
+fail:
+	if (m)
+		munmap(m, size);
+	close(fd);
+	return r;
+}
+
+static uint64_t random_id(void)
+{
+	uint64_t id = 0;
+	if (getrandom(&id, sizeof(id), GRND_NONBLOCK) != (ssize_t)sizeof(id)) {
+		struct timespec ts;
+		clock_gettime(CLOCK_MONOTONIC, &ts);
+		id = ((uint64_t)ts.tv_nsec << 20) ^ (uint64_t)ts.tv_sec ^ ((uint64_t)getpid() << 40);
+	}
+	return id ? id : 1;
+}
+
+int region_create(uint64_t cap, unsigned nslots, struct region_mem *out)
+{
+	memset(out, 0, sizeof(*out));
+	out->ctl_fd = out->data_fd = -1;
+	void *ctl = NULL, *data = NULL;
+	/* The control block is initialised before the seals go on; nobody else
+	 * has the fd yet. */
+	int fd = memfd("sv2shm-ctl");
+	if (fd < 0)
+		return fd;
+	int r;
+	if (ftruncate(fd, sizeof(struct sv2shm_ctl)) < 0) {
+		r = -errno;
+		close(fd);
+		return r;
+	}
+	ctl = mmap(NULL, sizeof(struct sv2shm_ctl), PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	if (ctl == MAP_FAILED) {
+		r = -errno;
+		close(fd);
+		return r;
+	}
+	pool_ctl_init(ctl, cap, nslots, random_id());
+	if (fcntl(fd, F_ADD_SEALS, REGION_CTL_SEALS) < 0) {
+		r = -errno;
+		munmap(ctl, sizeof(struct sv2shm_ctl));
+		close(fd);
+		return r;
+	}
+	out->ctl_fd = fd;
+	out->ctl = ctl;
+
+	/* The data: mapped read-write here first, then F_SEAL_FUTURE_WRITE so
+	 * every later mapping (the consumers') can only be read-only. */
+	fd = region_memfd("sv2shm-data", (size_t)cap, REGION_DATA_SEALS, &data);
+	if (fd < 0) {
+		region_mem_free(out);
+		return fd == -ENOSPC ? -ENOMEM : fd;
+	}
+	out->data_fd = fd;
+	out->data = data;
+	out->cap = cap;
+	return 0;
+}
+
+void region_mem_free(struct region_mem *m)
+{
+	if (m->data)
+		munmap(m->data, (size_t)m->cap);
+	if (m->ctl)
+		munmap(m->ctl, sizeof(struct sv2shm_ctl));
+	if (m->data_fd >= 0)
+		close(m->data_fd);
+	if (m->ctl_fd >= 0)
+		close(m->ctl_fd);
+	memset(m, 0, sizeof(*m));
+	m->ctl_fd = m->data_fd = -1;
+}
+
+int region_overflow_memfd(const uint8_t *bytes, size_t len)
+{
+	void *m = NULL;
+	/* Seal FUTURE_WRITE only after copying: the seal forbids new writable
+	 * mappings, and our own mapping is already there. */
+	int fd = region_memfd("sv2shm-overflow", len, F_SEAL_SHRINK | F_SEAL_GROW, &m);
+	if (fd < 0)
+		return fd;
+	memcpy(m, bytes, len);
+	munmap(m, len);
+	if (fcntl(fd, F_ADD_SEALS, F_SEAL_FUTURE_WRITE | F_SEAL_SEAL) < 0) {
+		int r = -errno;
+		close(fd);
+		return r;
+	}
+	return fd;
+}
+
+/* --- consumer side -------------------------------------------------------- */
+
+static int check_seals(int fd, unsigned need)
+{
+	int s = fcntl(fd, F_GET_SEALS);
+	if (s < 0)
+		return errno == EBADF ? -EBADF : -EPERM;
+	return ((unsigned)s & need) == need ? 0 : -EPERM;
+}
+
+SV2SHM_API int sv2shm_region_attach(int ctl_fd, int data_fd, unsigned flags, struct sv2shm_region **out)
+{
+	if (!out || ctl_fd < 0 || data_fd < 0 || (flags & ~SV2SHM_ATTACH_WRITABLE))
+		return -EINVAL;
+	struct stat cst, dst;
+	if (fstat(ctl_fd, &cst) < 0 || fstat(data_fd, &dst) < 0)
+		return -EBADF;
+	if (cst.st_size != (off_t)sizeof(struct sv2shm_ctl))
+		return -EMSGSIZE;
+	int r = check_seals(ctl_fd, REGION_CTL_SEALS);
+	if (r < 0)
+		return r;
+	r = check_seals(data_fd, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL);
+	if (r < 0)
+		return r;
+	bool write_sealed = check_seals(data_fd, F_SEAL_FUTURE_WRITE) == 0;
+	if (flags & SV2SHM_ATTACH_WRITABLE) {
+		if (write_sealed)
+			return -EACCES;
+	} else if (!write_sealed) {
+		return -EPERM;
+	}
+
+	struct sv2shm_region *rg = calloc(1, sizeof(*rg));
+	if (!rg)
+		return -ENOMEM;
+	rg->ctl_fd = rg->data_fd = -1;
+	struct sv2shm_ctl *ctl = mmap(NULL, sizeof(*ctl), PROT_READ | PROT_WRITE, MAP_SHARED, ctl_fd, 0);
+	if (ctl == MAP_FAILED) {
+		free(rg);
+		return -ENOMEM;
+	}
+	rg->ctl = ctl;
+	/* Read the geometry once, check it, and keep private copies: nothing
+	 * below reads these fields from shared memory again. */
+	uint32_t magic = ctl->magic, version = ctl->version, ctl_size = ctl->ctl_size, nslots = ctl->nslots;
+	uint64_t cap = ctl->capacity, id = ctl->region_id;
+	if (magic != SV2SHM_CTL_MAGIC || version != SV2SHM_CTL_VERSION) {
+		r = -EPROTO;
+		goto fail;
+	}
+	if (ctl_size != sizeof(*ctl) || nslots < 1 || nslots > SV2SHM_MAX_SLOTS || cap > SV2SHM_POOL_MAX_CAPACITY ||
+	    (uint64_t)dst.st_size != cap) {
+		r = -EMSGSIZE;
+		goto fail;
+	}
+	rg->cap = cap;
+	rg->nslots = nslots;
+	rg->id = id;
+	if (cap) {
+		int prot = PROT_READ | ((flags & SV2SHM_ATTACH_WRITABLE) ? PROT_WRITE : 0);
+		void *d = mmap(NULL, (size_t)cap, prot, MAP_SHARED, data_fd, 0);
+		if (d == MAP_FAILED) {
+			r = errno == EPERM || errno == EACCES ? -EACCES : -ENOMEM;
+			goto fail;
+		}
+		rg->data = d;
+	}
+	rg->ctl_fd = fcntl(ctl_fd, F_DUPFD_CLOEXEC, 0);
+	rg->data_fd = fcntl(data_fd, F_DUPFD_CLOEXEC, 0);
+	if (rg->ctl_fd < 0 || rg->data_fd < 0) {
+		r = -errno;
+		goto fail;
+	}
+	*out = rg;
+	return 0;
+fail:
+	if (rg->data)
+		munmap((void *)rg->data, (size_t)rg->cap);
+	munmap(ctl, sizeof(*ctl));
+	if (rg->ctl_fd >= 0)
+		close(rg->ctl_fd);
+	if (rg->data_fd >= 0)
+		close(rg->data_fd);
+	free(rg);
+	return r;
+}
+
+SV2SHM_API int sv2shm_region_open(struct sv2shm_region *r, const uint8_t desc[SV2SHM_DESC_SIZE], unsigned holder,
+				  struct sv2shm_slice *out)
+{
+	if (!r || !desc || !out || holder < 1 || holder >= SV2SHM_MAX_HOLDERS)
+		return -EINVAL;
+	struct sv2shm_desc d;
+	int e = sv2shm_desc_decode(desc, &d);
+	if (e < 0)
+		return e;
+	if (d.kind != SV2SHM_DESC_POOL)
+		return -EPROTO;
+	if (d.region_id != r->id)
+		return -ENXIO;
+	if (d.slot >= r->nslots)
+		return -ERANGE;
+	if (d.offset > r->cap || d.length > r->cap - d.offset)
+		return -EFAULT;
+	struct sv2shm_ctl_slot *cs = &r->ctl->slots[d.slot];
+	uint64_t st = atomic_load_explicit(&cs->state, memory_order_acquire);
+	if (SV2SHM_STATE_GEN(st) != d.generation)
+		return -ESTALE;
+	uint64_t m = atomic_load_explicit(&r->ctl->mask, memory_order_acquire);
+	if (!(m & (UINT64_C(1) << d.slot)))
+		return -ENOENT;
+	if (!(SV2SHM_STATE_HOLDERS(st) & (UINT32_C(1) << holder)))
+		return -EACCES;
+	/* The producer wrote offset/length before setting our holder bit (which
+	 * we read with acquire above); they must name the same bytes. */
+	if (cs->offset != d.offset || cs->length != d.length)
+		return -EFAULT;
+	memset(out, 0, sizeof(*out));
+	out->data = d.length ? (uint8_t *)(uintptr_t)(r->data + d.offset) : NULL;
+	out->len = (size_t)d.length;
+	out->_owner = r;
+	out->_gen = d.generation;
+	out->_slot = d.slot;
+	out->_holder = (uint8_t)holder;
+	out->_kind = SV2SHM_SLICE_SHARED;
+	atomic_fetch_add_explicit(&r->open, 1, memory_order_relaxed);
+	return 0;
+}
+
+bool region_producer_needs_wake(struct sv2shm_ctl *ctl, _Atomic uint32_t *signaled)
+{
+	/* seq_cst: pairs with the producer's "set waiting, then read the mask". */
+	uint32_t epoch = atomic_load_explicit(&ctl->producer_waiting, memory_order_seq_cst);
+	if (!(epoch & 1u))
+		return false;
+	return atomic_exchange_explicit(signaled, epoch, memory_order_relaxed) != epoch;
+}
+
+int region_release_slice(struct sv2shm_region *r, unsigned slot, uint32_t gen, unsigned holder)
+{
+	int rc = pool_ctl_release(r->ctl, r->nslots, slot, gen, holder);
+	if (rc < 0)
+		return rc;
+	atomic_fetch_sub_explicit(&r->open, 1, memory_order_relaxed);
+	if (rc == 1 && r->wake_producer && region_producer_needs_wake(r->ctl, &r->signaled_epoch))
+		r->wake_producer(r);
+	return 0;
+}
+
+SV2SHM_API int sv2shm_region_detach(struct sv2shm_region *r)
+{
+	if (!r)
+		return 0;
+	if (atomic_load_explicit(&r->open, memory_order_acquire) != 0)
+		return -EBUSY;
+	if (r->data)
+		munmap((void *)(uintptr_t)r->data, (size_t)r->cap);
+	munmap(r->ctl, sizeof(*r->ctl));
+	close(r->ctl_fd);
+	close(r->data_fd);
+	free(r);
+	return 0;
+}
+
+SV2SHM_API int sv2shm_region_fd(const struct sv2shm_region *r, int which)
+{
+	if (!r || (which != 0 && which != 1))
+		return -EINVAL;
+	return which == 0 ? r->ctl_fd : r->data_fd;
+}

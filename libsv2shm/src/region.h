@@ -1,0 +1,53 @@
+/* Shared regions: the memfds behind a shared pool, from both sides. */
+#ifndef SV2SHM_REGION_H
+#define SV2SHM_REGION_H
+
+#include "internal.h"
+#include "sv2shm/ipc.h"
+
+/* Seals every region memfd carries before another process sees it. */
+#define REGION_CTL_SEALS (F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL)
+#define REGION_DATA_SEALS (F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL | F_SEAL_FUTURE_WRITE)
+
+/* The producer's side: both memfds, mapped read-write. */
+struct region_mem {
+	int ctl_fd;
+	int data_fd;
+	struct sv2shm_ctl *ctl;
+	uint8_t *data;
+	uint64_t cap;
+};
+
+int region_create(uint64_t cap, unsigned nslots, struct region_mem *out);
+void region_mem_free(struct region_mem *m);
+
+/* A sealed memfd holding a copy of `len` bytes (alloc-mode slices). */
+int region_overflow_memfd(const uint8_t *bytes, size_t len);
+
+/* Create a sealed memfd of `size` zero bytes, mapped read-write at *map. */
+int region_memfd(const char *name, size_t size, unsigned seals, void **map);
+
+/* The consumer's side. */
+struct sv2shm_region {
+	int ctl_fd;
+	int data_fd;
+	struct sv2shm_ctl *ctl; /* read-write: holders clear their bits here */
+	const uint8_t *data;    /* read-only */
+	uint64_t cap;           /* private copies, checked at attach */
+	unsigned nslots;
+	uint64_t id;
+	_Atomic uint64_t open;  /* SHARED slices opened and not yet released */
+	/* Called after a release freed a slot while the producer waits. */
+	void (*wake_producer)(struct sv2shm_region *r);
+	void *wake_user;
+	_Atomic uint32_t signaled_epoch; /* the producer wait epoch already signalled */
+};
+
+/* Release a SHARED slice (sv2shm_slice_release dispatches here). */
+int region_release_slice(struct sv2shm_region *r, unsigned slot, uint32_t gen, unsigned holder);
+
+/* After a release that freed a slot: should the producer be woken? Returns
+ * true at most once per producer wait epoch per caller-kept `signaled`. */
+bool region_producer_needs_wake(struct sv2shm_ctl *ctl, _Atomic uint32_t *signaled);
+
+#endif /* SV2SHM_REGION_H */

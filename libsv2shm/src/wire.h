@@ -1,0 +1,94 @@
+/*
+ * Everything two processes agree on, in one place: the descriptor ring in
+ * shared memory and the messages on the SOCK_SEQPACKET channel. All integers
+ * are little-endian on the wire (the rings are only shared on one host, so
+ * they use the host's order — checked by the magic).
+ */
+#ifndef SV2SHM_WIRE_H
+#define SV2SHM_WIRE_H
+
+#include <assert.h>
+#include <stdalign.h>
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "layout.h"
+#include "sv2shm/ipc.h"
+
+/* --- descriptor ring (one per consumer, in its own memfd) ----------------- */
+
+#define SV2SHM_RING_MAGIC UINT32_C(0x676e6972) /* "ring" */
+#define SV2SHM_RING_VERSION 1u
+#define SV2SHM_RING_MAX_ENTRIES 65536u
+
+struct sv2shm_ring {
+	/* line 0: identity, written by the producer before the consumer sees it */
+	uint32_t magic;     /* SV2SHM_RING_MAGIC */
+	uint32_t version;   /* SV2SHM_RING_VERSION */
+	uint32_t nentries;  /* power of two, <= SV2SHM_RING_MAX_ENTRIES */
+	uint32_t entry_size;/* SV2SHM_DESC_SIZE */
+	uint64_t region_id; /* the region its descriptors name */
+	uint8_t reserved0[SV2SHM_CACHE_LINE - 24];
+
+	/* line 1: written by the producer only */
+	alignas(SV2SHM_CACHE_LINE) _Atomic uint32_t head; /* next entry the producer fills */
+	uint8_t reserved1[SV2SHM_CACHE_LINE - 4];
+
+	/* line 2: written by the consumer only */
+	alignas(SV2SHM_CACHE_LINE) _Atomic uint32_t tail; /* next entry the consumer reads */
+	_Atomic uint32_t consumer_sleeping;             /* 1: wake me through the eventfd */
+	uint8_t reserved2[SV2SHM_CACHE_LINE - 8];
+
+	/* lines 3..: slots[nentries][SV2SHM_DESC_SIZE] */
+	alignas(SV2SHM_CACHE_LINE) uint8_t slots[];
+};
+
+static_assert(offsetof(struct sv2shm_ring, head) == 64, "ring head on its own line");
+static_assert(offsetof(struct sv2shm_ring, tail) == 128, "ring tail on its own line");
+static_assert(offsetof(struct sv2shm_ring, slots) == 192, "ring entries after three lines");
+
+static inline size_t ring_bytes(uint32_t entries)
+{
+	return offsetof(struct sv2shm_ring, slots) + (size_t)entries * SV2SHM_DESC_SIZE;
+}
+
+/* --- channel messages (SOCK_SEQPACKET, one message per datagram) ---------- */
+
+#define SV2SHM_MSG_MAGIC UINT32_C(0x6d766873) /* "shvm" */
+#define SV2SHM_MSG_VERSION 1u
+
+enum {
+	SV2SHM_MSG_SETUP = 1,    /* producer -> consumer, once; fds: ctl, data, ring, wake, notify */
+	SV2SHM_MSG_OVERFLOW = 2, /* producer -> consumer; fd: the slice's memfd; ring holds a marker */
+};
+
+/* The fds of a SETUP message, in this order. */
+enum { SETUP_FD_CTL, SETUP_FD_DATA, SETUP_FD_RING, SETUP_FD_WAKE, SETUP_FD_NOTIFY, SETUP_NFDS };
+
+struct sv2shm_msg_hdr {
+	uint32_t magic;   /* SV2SHM_MSG_MAGIC */
+	uint16_t version; /* SV2SHM_MSG_VERSION */
+	uint16_t type;    /* SV2SHM_MSG_* */
+};
+
+struct sv2shm_msg_setup {
+	struct sv2shm_msg_hdr hdr;
+	uint32_t holder;       /* the consumer's holder bit, 1..31 */
+	uint32_t notify;       /* enum sv2shm_notify in use (never DEFAULT) */
+	uint64_t region_id;
+	uint64_t capacity;
+	uint32_t nslots;
+	uint32_t ring_entries;
+};
+
+struct sv2shm_msg_overflow {
+	struct sv2shm_msg_hdr hdr;
+	uint8_t desc[SV2SHM_DESC_SIZE]; /* kind OVERFLOW: length of the memfd's slice */
+};
+
+static_assert(sizeof(struct sv2shm_msg_hdr) == 8, "message header is 8 bytes");
+static_assert(sizeof(struct sv2shm_msg_setup) == 40, "setup message is 40 bytes");
+static_assert(sizeof(struct sv2shm_msg_overflow) == 40, "overflow message is 40 bytes");
+
+#endif /* SV2SHM_WIRE_H */

@@ -309,9 +309,9 @@ SV2SHM_EXPORT const char *sv2shm_pool_mode_name(int mode);
 
 /**
  * The slot map as the seed draws it: one character per slot, '-' for a free
- * slot, otherwise a character naming the slice: '1'..'9', then 'a'..'z',
- * 'A'..'Z', then '#' — the n-th slice the pool ever claimed (counting from 1,
- * wrapping after 61 with '#') — so a test can print "1234----" step by step.
+ * slot, otherwise a character naming the slice: the n-th slice the pool ever
+ * claimed, counting '1'..'9', then 'a'..'z', then 'A'..'Z', and wrapping
+ * after 61 — so a test can print "1234----" step by step.
  * Writes slots+1 bytes (with the NUL) when size allows.
  *
  * Returns the number of slots, or -EINVAL (NULL p or buf), -ENOSPC (size < slots + 1).

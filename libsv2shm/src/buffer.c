@@ -161,7 +161,7 @@ SV2SHM_API const char *sv2shm_strerror(int err)
 	case -EAGAIN:
 		return "pool full (or no data yet)";
 	case -EMSGSIZE:
-		return "frame longer than allowed";
+		return "message too long (for the pool, or the frame limit)";
 	case -EPROTO:
 		return "stream ended inside a frame";
 	case -ENODATA:

@@ -55,9 +55,9 @@ int chan_send(int sock, const void *msg, size_t len, const int *fds, unsigned nf
 	}
 }
 
-int chan_recv(int sock, void *msg, size_t len, int *fds, unsigned nfds, int timeout_ms)
+int chan_recv(int sock, void *msg, size_t len, int *fds, unsigned min_fds, unsigned nfds, int timeout_ms)
 {
-	if (nfds > MAX_FDS)
+	if (nfds > MAX_FDS || min_fds > nfds)
 		return -EINVAL;
 	if (timeout_ms >= 0) {
 		struct pollfd pfd = {.fd = sock, .events = POLLIN};
@@ -104,7 +104,7 @@ int chan_recv(int sock, void *msg, size_t len, int *fds, unsigned nfds, int time
 	int r = 0;
 	if (n == 0 && ngot == 0)
 		r = -EPIPE;
-	else if ((size_t)n != len || ngot != nfds || (mh.msg_flags & (MSG_CTRUNC | MSG_TRUNC)))
+	else if ((size_t)n != len || ngot < min_fds || ngot > nfds || (mh.msg_flags & (MSG_CTRUNC | MSG_TRUNC)))
 		r = -EPROTO;
 	if (r < 0) {
 		for (unsigned i = 0; i < ngot; i++)
@@ -112,6 +112,6 @@ int chan_recv(int sock, void *msg, size_t len, int *fds, unsigned nfds, int time
 		return r;
 	}
 	memcpy(msg, tmp, len);
-	memcpy(fds, got, sizeof(int) * nfds);
-	return 0;
+	memcpy(fds, got, sizeof(int) * ngot);
+	return (int)ngot;
 }

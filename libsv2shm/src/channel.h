@@ -11,11 +11,12 @@
 /* Send one message with up to `nfds` fds (SCM_RIGHTS). Returns 0 or -errno. */
 int chan_send(int sock, const void *msg, size_t len, const int *fds, unsigned nfds);
 
-/* Receive one message of exactly `len` bytes and exactly `nfds` fds
+/* Receive one message of exactly `len` bytes with min_fds..max_fds fds
  * (close-on-exec). Extra or missing fds, a short or long message, or a
  * truncated control buffer are -EPROTO (every fd received is closed then).
- * 0 bytes (peer gone) is -EPIPE. `timeout_ms` < 0 blocks. */
-int chan_recv(int sock, void *msg, size_t len, int *fds, unsigned nfds, int timeout_ms);
+ * 0 bytes (peer gone) is -EPIPE; no message within `timeout_ms` (< 0:
+ * block) is -ETIMEDOUT. Returns the number of fds received. */
+int chan_recv(int sock, void *msg, size_t len, int *fds, unsigned min_fds, unsigned max_fds, int timeout_ms);
 
 /* Fill a message header. */
 void chan_hdr(struct sv2shm_msg_hdr *h, uint16_t type);

@@ -39,6 +39,7 @@ struct sv2shm_consumer {
 	uint32_t tail; /* private copy of ring->tail */
 	unsigned holder;
 	unsigned spin_us;
+	bool socket_transport; /* descriptors arrive as DESC messages */
 	bool producer_gone;
 	pthread_mutex_t notify_lock; /* releases may come from any thread */
 	struct notifier notifier;
@@ -87,7 +88,9 @@ SV2SHM_API int sv2shm_consumer_new(int sock, const struct sv2shm_consumer_option
 	}
 	struct sv2shm_msg_setup m;
 	int fds[SETUP_NFDS];
-	int r = chan_recv(sock, &m, sizeof(m), fds, SETUP_NFDS, -1);
+	for (int i = 0; i < SETUP_NFDS; i++)
+		fds[i] = -1;
+	int r = chan_recv(sock, &m, sizeof(m), fds, SETUP_NFDS, SETUP_NFDS, -1);
 	if (r < 0) {
 		close(sock);
 		return r;
@@ -104,7 +107,8 @@ SV2SHM_API int sv2shm_consumer_new(int sock, const struct sv2shm_consumer_option
 	r = chan_check_hdr(&m.hdr, SV2SHM_MSG_SETUP);
 	if (r == 0 && (m.holder < 1 || m.holder >= SV2SHM_MAX_HOLDERS ||
 		       (m.notify != SV2SHM_NOTIFY_EVENTFD && m.notify != SV2SHM_NOTIFY_FUTEX) || m.ring_entries < 2 ||
-		       m.ring_entries > SV2SHM_RING_MAX_ENTRIES || (m.ring_entries & (m.ring_entries - 1))))
+		       m.ring_entries > SV2SHM_RING_MAX_ENTRIES || (m.ring_entries & (m.ring_entries - 1)) ||
+		       (m.flags & ~SV2SHM_SETUP_SOCKET) || m.reserved))
 		r = -EPROTO;
 	if (r < 0)
 		goto fail;
@@ -142,6 +146,7 @@ SV2SHM_API int sv2shm_consumer_new(int sock, const struct sv2shm_consumer_option
 		goto fail;
 	}
 	c->holder = m.holder;
+	c->socket_transport = (m.flags & SV2SHM_SETUP_SOCKET) != 0;
 	c->spin_us = o && o->spin_us ? o->spin_us : 50;
 	pthread_mutex_init(&c->notify_lock, NULL);
 	notifier_open(&c->notifier, (int)m.notify, c->notify_efd, &c->region->ctl->release_seq, !(o && o->no_io_uring));
@@ -163,32 +168,22 @@ fail_fds:
 	return r;
 }
 
-/* An alloc-mode slice: its memfd is on the socket (sent before the marker). */
-static int recv_overflow(struct sv2shm_consumer *c, const struct sv2shm_desc *marker, struct sv2shm_slice *out)
+/* An alloc-mode slice in its own memfd, from an OVERFLOW message. */
+static int open_overflow(const struct sv2shm_desc *d, int fd, const struct sv2shm_desc *marker, struct sv2shm_slice *out)
 {
-	struct sv2shm_msg_overflow msg;
-	int fd = -1;
-	int r = chan_recv(c->sock, &msg, sizeof(msg), &fd, 1, 1000);
-	if (r == -EPIPE)
-		c->producer_gone = true;
-	if (r < 0)
-		return r == -ETIMEDOUT ? -EPROTO : r;
-	struct sv2shm_desc d;
-	r = chan_check_hdr(&msg.hdr, SV2SHM_MSG_OVERFLOW);
-	if (r == 0)
-		r = sv2shm_desc_decode(msg.desc, &d);
-	if (r == 0 && (d.kind != SV2SHM_DESC_OVERFLOW || d.length != marker->length || d.length == 0 ||
-		       d.length > SIZE_MAX / 2))
+	int r = 0;
+	if (d->kind != SV2SHM_DESC_OVERFLOW || d->length == 0 || d->length > SIZE_MAX / 2 ||
+	    (marker && d->length != marker->length))
 		r = -EPROTO;
 	struct stat st;
-	if (r == 0 && (fstat(fd, &st) < 0 || st.st_size < 0 || (uint64_t)st.st_size != d.length))
+	if (r == 0 && (fstat(fd, &st) < 0 || st.st_size < 0 || (uint64_t)st.st_size != d->length))
 		r = -EFAULT;
 	int need = F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_FUTURE_WRITE;
 	if (r == 0 && (fcntl(fd, F_GET_SEALS) & need) != need)
 		r = -EPERM;
 	void *m = MAP_FAILED;
 	if (r == 0) {
-		m = mmap(NULL, (size_t)d.length, PROT_READ, MAP_SHARED, fd, 0);
+		m = mmap(NULL, (size_t)d->length, PROT_READ, MAP_SHARED, fd, 0);
 		if (m == MAP_FAILED)
 			r = -ENOMEM;
 	}
@@ -197,10 +192,45 @@ static int recv_overflow(struct sv2shm_consumer *c, const struct sv2shm_desc *ma
 		return r;
 	memset(out, 0, sizeof(*out));
 	out->data = m;
-	out->len = (size_t)d.length;
+	out->len = (size_t)d->length;
 	out->_owner = m;
 	out->_kind = SV2SHM_SLICE_MAPPED;
 	return 1;
+}
+
+/* Read one OVERFLOW or DESC message from the socket: 1 (slice), or an error.
+ * `marker`: the ring entry announcing an OVERFLOW message (ring transport). */
+static int recv_message(struct sv2shm_consumer *c, const struct sv2shm_desc *marker, int timeout_ms,
+			struct sv2shm_slice *out)
+{
+	struct sv2shm_msg_desc msg;
+	int fd = -1;
+	int n = chan_recv(c->sock, &msg, sizeof(msg), &fd, 0, 1, timeout_ms);
+	if (n == -EPIPE)
+		c->producer_gone = true;
+	if (n < 0)
+		return n;
+	struct sv2shm_desc d;
+	int r = sv2shm_desc_decode(msg.desc, &d);
+	if (r == 0 && n == 1 && chan_check_hdr(&msg.hdr, SV2SHM_MSG_OVERFLOW) == 0)
+		return open_overflow(&d, fd, marker, out);
+	if (n == 1)
+		close(fd);
+	if (r < 0)
+		return r;
+	if (marker || !c->socket_transport || chan_check_hdr(&msg.hdr, SV2SHM_MSG_DESC) < 0)
+		return -EPROTO;
+	uint8_t raw[SV2SHM_DESC_SIZE];
+	memcpy(raw, msg.desc, sizeof(raw));
+	r = sv2shm_region_open(c->region, raw, c->holder, out);
+	return r < 0 ? r : 1;
+}
+
+/* The ring says an OVERFLOW message is on the socket (sent before the marker). */
+static int recv_overflow(struct sv2shm_consumer *c, const struct sv2shm_desc *marker, struct sv2shm_slice *out)
+{
+	int r = recv_message(c, marker, 1000, out);
+	return r == -ETIMEDOUT ? -EPROTO : r;
 }
 
 /* Take one descriptor from the ring: 1 (slice), 0 (empty), or an error for
@@ -256,6 +286,10 @@ SV2SHM_API int sv2shm_consumer_prepare_wait(struct sv2shm_consumer *c)
 	if (!c)
 		return -EINVAL;
 	sv2shm_consumer_flush(c);
+	if (c->socket_transport) {
+		char b;
+		return recv(c->sock, &b, 1, MSG_PEEK | MSG_DONTWAIT) >= 0 ? 1 : 0;
+	}
 	atomic_store_explicit(&c->ring->consumer_sleeping, 1u, memory_order_seq_cst);
 	if (ring_pending(c)) {
 		atomic_store_explicit(&c->ring->consumer_sleeping, 0u, memory_order_relaxed);
@@ -268,6 +302,14 @@ SV2SHM_API int sv2shm_consumer_recv(struct sv2shm_consumer *c, struct sv2shm_sli
 {
 	if (!c || !out)
 		return -EINVAL;
+	if (c->socket_transport) {
+		if (c->producer_gone)
+			return -EPIPE;
+		int r = recv_message(c, NULL, timeout_ms, out);
+		if (r == -ETIMEDOUT)
+			return 0;
+		return r;
+	}
 	uint64_t start = 0;
 	for (;;) {
 		int r = try_pop(c, out);
@@ -328,7 +370,9 @@ SV2SHM_API int sv2shm_consumer_recv(struct sv2shm_consumer *c, struct sv2shm_sli
 
 SV2SHM_API int sv2shm_consumer_fd(const struct sv2shm_consumer *c)
 {
-	return c ? c->wake_efd : -EINVAL;
+	if (!c)
+		return -EINVAL;
+	return c->socket_transport ? c->sock : c->wake_efd;
 }
 
 SV2SHM_API int sv2shm_consumer_id(const struct sv2shm_consumer *c)

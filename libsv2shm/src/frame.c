@@ -129,12 +129,15 @@ SV2SHM_API int sv2shm_frame_decoder_feed(struct sv2shm_frame_decoder *d, const v
 		return d->error;
 	const uint8_t *src = data;
 	size_t used = 0;
+	if (len == 0 && !(d->state == ST_HEADER && d->hdr_filled == SV2SHM_FRAME_HEADER_SIZE))
+		return 0; /* nothing to consume (and src may be NULL) */
 	for (;;) {
 		if (d->state == ST_HEADER) {
 			size_t take = SV2SHM_FRAME_HEADER_SIZE - d->hdr_filled;
 			if (take > len - used)
 				take = len - used;
-			memcpy(d->hdr + d->hdr_filled, src + used, take);
+			if (take)
+				memcpy(d->hdr + d->hdr_filled, src + used, take);
 			d->hdr_filled += take;
 			used += take;
 			*consumed = used;
@@ -149,7 +152,8 @@ SV2SHM_API int sv2shm_frame_decoder_feed(struct sv2shm_frame_decoder *d, const v
 		size_t take = d->msg_length - d->payload_filled;
 		if (take > len - used)
 			take = len - used;
-		memcpy(d->payload + d->payload_filled, src + used, take);
+		if (take)
+			memcpy(d->payload + d->payload_filled, src + used, take);
 		d->payload_filled += take;
 		used += take;
 		*consumed = used;

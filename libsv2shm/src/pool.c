@@ -307,14 +307,14 @@ static void *pool_get_writable_slow(struct sv2shm_buffer *b, size_t len)
 			return w;
 		/* Full. Keep what was written where it is: place() changed nothing
 		 * for the current slice, and tidying only frees memory. */
-		if (p->policy == SV2SHM_POOL_FAIL) {
-			b->_error = -EAGAIN;
-			return NULL;
-		}
 		if (p->policy == SV2SHM_POOL_FALLBACK)
 			return to_system(p, need, len);
 		if (need > p->cap) {
-			b->_error = -EMSGSIZE; /* waiting cannot help */
+			b->_error = -EMSGSIZE; /* no release can ever make room */
+			return NULL;
+		}
+		if (p->policy == SV2SHM_POOL_FAIL) {
+			b->_error = -EAGAIN;
 			return NULL;
 		}
 		if (deadline == -2)

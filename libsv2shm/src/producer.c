@@ -40,6 +40,7 @@ struct sv2shm_producer {
 	int notify_efd; /* consumers -> producer (EVENTFD mechanism) */
 	struct notifier notifier;
 	unsigned ring_entries;
+	bool socket_transport;
 	int epfd;
 	struct link links[MAX_CONSUMERS + 1]; /* index = consumer id */
 };
@@ -93,6 +94,7 @@ SV2SHM_API int sv2shm_producer_new(const struct sv2shm_producer_options *o, stru
 	p->notify_efd = -1;
 	p->epfd = -1;
 	p->ring_entries = entries;
+	p->socket_transport = o->socket_transport;
 	r = region_create(o->pool.capacity, nslots, &p->mem);
 	if (r < 0) {
 		free(p);
@@ -230,6 +232,7 @@ SV2SHM_API int sv2shm_producer_add_consumer(struct sv2shm_producer *p, int sock)
 	msg.capacity = p->mem.cap;
 	msg.nslots = p->pool.nslots;
 	msg.ring_entries = p->ring_entries;
+	msg.flags = p->socket_transport ? SV2SHM_SETUP_SOCKET : 0;
 	int fds[SETUP_NFDS];
 	fds[SETUP_FD_CTL] = p->mem.ctl_fd;
 	fds[SETUP_FD_DATA] = p->mem.data_fd;
@@ -284,7 +287,7 @@ static void ring_push(struct sv2shm_producer *p, struct link *l, const struct sv
 
 static int wake_link(struct link *l)
 {
-	if (!l->wake_due)
+	if (!l->wake_due || !l->ring)
 		return 0;
 	l->wake_due = false;
 	if (!atomic_load_explicit(&l->ring->consumer_sleeping, memory_order_seq_cst))
@@ -318,7 +321,7 @@ static int publish_overflow(struct sv2shm_producer *p, struct sv2shm_slice *s, c
 				.kind = SV2SHM_DESC_OVERFLOW,
 				.region_id = p->mem.ctl->region_id,
 				.length = s->len};
-	struct sv2shm_msg_overflow msg;
+	struct sv2shm_msg_desc msg;
 	memset(&msg, 0, sizeof(msg));
 	chan_hdr(&msg.hdr, SV2SHM_MSG_OVERFLOW);
 	sv2shm_desc_encode(&d, msg.desc);
@@ -330,13 +333,33 @@ static int publish_overflow(struct sv2shm_producer *p, struct sv2shm_slice *s, c
 		r = chan_send(l->sock, &msg, sizeof(msg), &fd, 1);
 		if (r < 0)
 			break;
-		ring_push(p, l, &d);
+		if (!p->socket_transport)
+			ring_push(p, l, &d);
 	}
 	close(fd);
 	if (r < 0)
 		return r;
 	sv2shm_slice_release(s);
 	return 0;
+}
+
+/* The plain fallback: one DESC message per consumer. A consumer the message
+ * could not reach gets its holder bit back, so the slot cannot leak. */
+static int publish_socket(struct sv2shm_producer *p, const struct sv2shm_desc *d, const int *ids, unsigned n)
+{
+	struct sv2shm_msg_desc msg;
+	memset(&msg, 0, sizeof(msg));
+	chan_hdr(&msg.hdr, SV2SHM_MSG_DESC);
+	sv2shm_desc_encode(d, msg.desc);
+	int r = 0;
+	for (unsigned i = 0; i < n; i++) {
+		int e = chan_send(p->links[ids[i]].sock, &msg, sizeof(msg), NULL, 0);
+		if (e < 0) {
+			pool_ctl_release(p->mem.ctl, p->pool.nslots, d->slot, d->generation, (unsigned)ids[i]);
+			r = e == -EAGAIN ? -EAGAIN : -EPIPE;
+		}
+	}
+	return r;
 }
 
 SV2SHM_API int sv2shm_producer_publish(struct sv2shm_producer *p, struct sv2shm_slice *s, const int *ids, unsigned n,
@@ -353,7 +376,7 @@ SV2SHM_API int sv2shm_producer_publish(struct sv2shm_producer *p, struct sv2shm_
 		if (id < 1 || id > MAX_CONSUMERS || !p->links[id].used || (bits & (UINT32_C(1) << id)))
 			return -EINVAL;
 		bits |= UINT32_C(1) << id;
-		int r = ring_room(p, &p->links[id]);
+		int r = p->socket_transport ? 0 : ring_room(p, &p->links[id]);
 		if (r == -EPROTO) {
 			sv2shm_producer_remove_consumer(p, id);
 			return -EPIPE;
@@ -383,8 +406,14 @@ SV2SHM_API int sv2shm_producer_publish(struct sv2shm_producer *p, struct sv2shm_
 					.region_id = p->mem.ctl->region_id,
 					.offset = p->pool.data_off[slot],
 					.length = p->pool.data_len[slot]};
-		for (unsigned i = 0; i < n; i++)
-			ring_push(p, &p->links[ids[i]], &d);
+		if (p->socket_transport) {
+			r = publish_socket(p, &d, ids, n);
+			if (r < 0)
+				return r;
+		} else {
+			for (unsigned i = 0; i < n; i++)
+				ring_push(p, &p->links[ids[i]], &d);
+		}
 		r = sv2shm_slice_release(s); /* our own hold */
 	}
 	if (r < 0)

@@ -60,8 +60,13 @@ static inline size_t ring_bytes(uint32_t entries)
 
 enum {
 	SV2SHM_MSG_SETUP = 1,    /* producer -> consumer, once; fds: ctl, data, ring, wake, notify */
-	SV2SHM_MSG_OVERFLOW = 2, /* producer -> consumer; fd: the slice's memfd; ring holds a marker */
+	SV2SHM_MSG_OVERFLOW = 2, /* producer -> consumer; fd: the slice's memfd; ring holds a marker
+	                            (socket transport: no marker) */
+	SV2SHM_MSG_DESC = 3,     /* producer -> consumer, socket transport only: one descriptor */
 };
+
+/* SETUP flags */
+#define SV2SHM_SETUP_SOCKET 1u /* descriptors travel over the socket, not the ring */
 
 /* The fds of a SETUP message, in this order. */
 enum { SETUP_FD_CTL, SETUP_FD_DATA, SETUP_FD_RING, SETUP_FD_WAKE, SETUP_FD_NOTIFY, SETUP_NFDS };
@@ -80,15 +85,18 @@ struct sv2shm_msg_setup {
 	uint64_t capacity;
 	uint32_t nslots;
 	uint32_t ring_entries;
+	uint32_t flags;        /* SV2SHM_SETUP_* */
+	uint32_t reserved;     /* 0 */
 };
 
-struct sv2shm_msg_overflow {
+/* OVERFLOW and DESC messages. */
+struct sv2shm_msg_desc {
 	struct sv2shm_msg_hdr hdr;
-	uint8_t desc[SV2SHM_DESC_SIZE]; /* kind OVERFLOW: length of the memfd's slice */
+	uint8_t desc[SV2SHM_DESC_SIZE]; /* OVERFLOW: kind OVERFLOW, length of the memfd's slice */
 };
 
 static_assert(sizeof(struct sv2shm_msg_hdr) == 8, "message header is 8 bytes");
-static_assert(sizeof(struct sv2shm_msg_setup) == 40, "setup message is 40 bytes");
-static_assert(sizeof(struct sv2shm_msg_overflow) == 40, "overflow message is 40 bytes");
+static_assert(sizeof(struct sv2shm_msg_setup) == 48, "setup message is 48 bytes");
+static_assert(sizeof(struct sv2shm_msg_desc) == 40, "descriptor message is 40 bytes");
 
 #endif /* SV2SHM_WIRE_H */

@@ -139,6 +139,8 @@ struct sv2shm_producer_options {
 	unsigned ring_entries;           /**< descriptors per consumer ring, power of 2; 0 = 256 */
 	int notify;                      /**< enum sv2shm_notify */
 	bool no_io_uring;                /**< use plain syscalls even where io_uring works */
+	bool socket_transport;           /**< the plain fallback: descriptors travel over the socket
+	                                      (a syscall per slice and consumer), not the shared ring */
 };
 
 struct sv2shm_producer;
@@ -225,7 +227,6 @@ SV2SHM_EXPORT const char *sv2shm_producer_notify_name(const struct sv2shm_produc
 struct sv2shm_consumer_options {
 	unsigned spin_us;   /**< busy-wait this long before sleeping in recv; 0 = 50 us; use
 	                         SV2SHM_SPIN_NONE to block at once */
-	unsigned batch;     /**< release notifications per io_uring submission at most; 0 = 32 */
 	bool no_io_uring;   /**< use plain syscalls even where io_uring works */
 };
 
@@ -258,7 +259,12 @@ SV2SHM_EXPORT int sv2shm_consumer_new(int sock, const struct sv2shm_consumer_opt
  */
 SV2SHM_EXPORT int sv2shm_consumer_recv(struct sv2shm_consumer *c, struct sv2shm_slice *out, int timeout_ms);
 
-/** Submit release notifications still batched. Returns 0 or -errno. */
+/**
+ * Reap finished release-notification submissions. Notifications coalesce on
+ * their own: a release sends one only when it freed a slot the producer is
+ * waiting for, once per producer wait (one io_uring submission however many
+ * releases happen meanwhile). Returns 0, or -EINVAL for NULL.
+ */
 SV2SHM_EXPORT int sv2shm_consumer_flush(struct sv2shm_consumer *c);
 
 /**

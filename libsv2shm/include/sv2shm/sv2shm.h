@@ -149,8 +149,8 @@ struct sv2shm_buffer {
  *               system-memory buffer);
  *   -EAGAIN     the pool is full and its policy is SV2SHM_POOL_FAIL;
  *   -ETIMEDOUT  the pool stayed full for wait_timeout_ms (SV2SHM_POOL_WAIT);
- *   -EMSGSIZE   the slice is larger than the pool's capacity (SV2SHM_POOL_WAIT:
- *               waiting could never help).
+ *   -EMSGSIZE   the slice is larger than the pool's whole capacity (policies
+ *               FAIL and WAIT: no release could ever make room).
  * On failure the bytes written so far are kept.
  */
 static inline void *sv2shm_buffer_get_writable(struct sv2shm_buffer *b, size_t len)
@@ -291,7 +291,8 @@ SV2SHM_EXPORT int sv2shm_pool_new(const struct sv2shm_pool_options *opts, struct
  * forever there): release them first — sv2shm_buffer_is_droppable() tells.
  * The slice being written (not yet taken) is discarded.
  *
- * Returns 0 (p freed; NULL is a no-op), or -EBUSY (slices live; nothing freed).
+ * Returns 0 (p freed; NULL is a no-op), -EBUSY (slices live; nothing freed),
+ * or -EINVAL (the pool of a producer: use sv2shm_producer_destroy()).
  */
 SV2SHM_EXPORT int sv2shm_pool_destroy(struct sv2shm_pool *p);
 

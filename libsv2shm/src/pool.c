@@ -425,10 +425,10 @@ int pool_ctl_release(struct sv2shm_ctl *ctl, unsigned nslots, unsigned slot, uin
 int pool_release_slice(struct sv2shm_pool *p, unsigned slot, uint32_t gen)
 {
 	int r = pool_ctl_release(p->ctl, p->nslots, slot, gen, 0);
-	if (r < 0) {
+	if (r == -EALREADY || r == -ESTALE)
 		atomic_fetch_add_explicit(&p->refused, 1u, memory_order_relaxed);
+	if (r < 0)
 		return r;
-	}
 #if SV2SHM_TRACE
 	/* Offsets read back from the control block are for the trace only. */
 	TRACE(p, SV2SHM_TRACE_RELEASE, (int)slot, p->ctl->slots[slot].offset, p->ctl->slots[slot].length);

@@ -55,6 +55,7 @@ struct sv2shm_pool {
 	/* SV2SHM_POOL_WAIT: sleep until the release word moves past `seen`
 	 * (0, -ETIMEDOUT or -errno), and the matching wake for a releaser. */
 	int wait_timeout_ms;
+	unsigned wait_spin_us;
 	int (*wait)(struct sv2shm_pool *p, uint32_t seen, int timeout_ms);
 	void (*wake)(struct sv2shm_pool *p);
 	_Atomic uint32_t signaled_epoch;

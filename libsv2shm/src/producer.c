@@ -396,7 +396,8 @@ SV2SHM_API int sv2shm_producer_publish(struct sv2shm_producer *p, struct sv2shm_
 		do {
 			if (SV2SHM_STATE_GEN(st) != s->_gen || !(SV2SHM_STATE_HOLDERS(st) & 1u))
 				return -EINVAL; /* not a live slice of ours any more */
-			next = st | bits;
+			/* Hand over in one step: the consumers' bits on, ours off. */
+			next = (st | bits) & ~(uint64_t)1u;
 		} while (!atomic_compare_exchange_weak_explicit(&cs->state, &st, next, memory_order_release,
 								memory_order_relaxed));
 		struct sv2shm_desc d = {.version = SV2SHM_DESC_VERSION,
@@ -406,15 +407,13 @@ SV2SHM_API int sv2shm_producer_publish(struct sv2shm_producer *p, struct sv2shm_
 					.region_id = p->mem.ctl->region_id,
 					.offset = p->pool.data_off[slot],
 					.length = p->pool.data_len[slot]};
-		if (p->socket_transport) {
+		memset(s, 0, sizeof(*s)); /* our hold went with the CAS */
+		r = 0;
+		if (p->socket_transport)
 			r = publish_socket(p, &d, ids, n);
-			if (r < 0)
-				return r;
-		} else {
+		else
 			for (unsigned i = 0; i < n; i++)
 				ring_push(p, &p->links[ids[i]], &d);
-		}
-		r = sv2shm_slice_release(s); /* our own hold */
 	}
 	if (r < 0)
 		return r;

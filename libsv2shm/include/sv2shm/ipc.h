@@ -191,7 +191,9 @@ SV2SHM_EXPORT int sv2shm_producer_add_consumer(struct sv2shm_producer *p, int so
  *             or duplicate id;
  *   -EPIPE    a consumer is gone (call sv2shm_producer_process());
  *   -EAGAIN   a consumer's ring is full (it is not keeping up); nothing was
- *             published to anyone;
+ *             published to anyone (with socket_transport: a consumer's socket
+ *             stayed full for a second; the slice went to the others, *s is
+ *             cleared);
  *   -ENOMEM   (overflow memfd) or another -errno.
  */
 SV2SHM_EXPORT int sv2shm_producer_publish(struct sv2shm_producer *p, struct sv2shm_slice *s, const int *ids,
@@ -229,9 +231,6 @@ struct sv2shm_consumer_options {
 	                         SV2SHM_SPIN_NONE to block at once */
 	bool no_io_uring;   /**< use plain syscalls even where io_uring works */
 };
-
-/** spin_us value: never spin, sleep at once. */
-#define SV2SHM_SPIN_NONE UINT32_MAX
 
 struct sv2shm_consumer;
 

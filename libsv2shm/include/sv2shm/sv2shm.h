@@ -272,7 +272,13 @@ struct sv2shm_pool_options {
 	unsigned slots;    /**< 1 .. 64; 0 means SV2SHM_DEFAULT_SLOTS (8) */
 	int policy;        /**< enum sv2shm_pool_policy */
 	int wait_timeout_ms; /**< SV2SHM_POOL_WAIT: longest wait per get_writable(); < 0 = forever */
+	unsigned wait_spin_us; /**< SV2SHM_POOL_WAIT: watch the slot mask this long before sleeping
+	                            (a release seen while spinning costs no wake-up); 0 = 50 us,
+	                            SV2SHM_SPIN_NONE = sleep at once */
 };
+
+/** A spin budget meaning "never spin, sleep at once". */
+#define SV2SHM_SPIN_NONE UINT32_MAX
 
 /** Largest pool capacity accepted (the seed fuzzes 0 .. 2^32). */
 #define SV2SHM_POOL_MAX_CAPACITY (UINT64_C(1) << 32)

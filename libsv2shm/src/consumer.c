@@ -8,10 +8,11 @@
  */
 #include <errno.h>
 #include <fcntl.h>
-#include <poll.h>
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -27,8 +28,15 @@
 #define F_SEAL_FUTURE_WRITE 0x0010
 #endif
 
+enum { EV_WAKE = 1, EV_SOCK = 2 };
+
+/* How long sv2shm_consumer_new() waits for the producer's setup message. */
+#define SETUP_TIMEOUT_MS 10000
+
 struct sv2shm_consumer {
 	int sock;
+	int epfd;     /* wake eventfd + socket: what sv2shm_consumer_fd() exposes */
+	uint64_t orphan_since; /* a socket message seen with no ring marker (ns) */
 	int wake_efd;
 	int notify_efd;
 	int ring_fd;
@@ -70,6 +78,29 @@ static void consumer_wake_producer(struct sv2shm_region *r)
 	pthread_mutex_unlock(&c->notify_lock);
 }
 
+/* The two eventfds of the setup message must be eventfds (a pipe whose
+ * reader is gone would SIGPIPE us on release; a blocking one would hang a
+ * release): check, and make them non-blocking. */
+static int check_eventfd(int fd)
+{
+	char path[64], link[64];
+	snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
+	ssize_t n = readlink(path, link, sizeof(link) - 1);
+	if (n >= 0) {
+		link[n] = '\0';
+		if (strcmp(link, "anon_inode:[eventfd]") != 0)
+			return -EPROTO;
+	} else {
+		struct stat st; /* no /proc: at least not a pipe, socket or file */
+		if (fstat(fd, &st) < 0 || (st.st_mode & S_IFMT) != 0)
+			return -EPROTO;
+	}
+	int fl = fcntl(fd, F_GETFL);
+	if (fl < 0 || fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0)
+		return -errno;
+	return 0;
+}
+
 static int check_ring(const struct sv2shm_ring *ring, size_t size, const struct sv2shm_msg_setup *m)
 {
 	if (ring->magic != SV2SHM_RING_MAGIC || ring->version != SV2SHM_RING_VERSION ||
@@ -90,7 +121,7 @@ SV2SHM_API int sv2shm_consumer_new(int sock, const struct sv2shm_consumer_option
 	int fds[SETUP_NFDS];
 	for (int i = 0; i < SETUP_NFDS; i++)
 		fds[i] = -1;
-	int r = chan_recv(sock, &m, sizeof(m), fds, SETUP_NFDS, SETUP_NFDS, -1);
+	int r = chan_recv(sock, &m, sizeof(m), fds, SETUP_NFDS, SETUP_NFDS, SETUP_TIMEOUT_MS);
 	if (r < 0) {
 		close(sock);
 		return r;
@@ -101,6 +132,7 @@ SV2SHM_API int sv2shm_consumer_new(int sock, const struct sv2shm_consumer_option
 		goto fail_fds;
 	}
 	c->sock = sock;
+	c->epfd = -1;
 	c->wake_efd = fds[SETUP_FD_WAKE];
 	c->notify_efd = fds[SETUP_FD_NOTIFY];
 	c->ring_fd = fds[SETUP_FD_RING];
@@ -110,8 +142,20 @@ SV2SHM_API int sv2shm_consumer_new(int sock, const struct sv2shm_consumer_option
 		       m.ring_entries > SV2SHM_RING_MAX_ENTRIES || (m.ring_entries & (m.ring_entries - 1)) ||
 		       (m.flags & ~SV2SHM_SETUP_SOCKET) || m.reserved))
 		r = -EPROTO;
+	if (r == 0)
+		r = check_eventfd(c->wake_efd);
+	if (r == 0)
+		r = check_eventfd(c->notify_efd);
 	if (r < 0)
 		goto fail;
+	c->epfd = epoll_create1(EPOLL_CLOEXEC);
+	struct epoll_event ev_wake = {.events = EPOLLIN, .data.u32 = EV_WAKE};
+	struct epoll_event ev_sock = {.events = EPOLLIN | EPOLLRDHUP, .data.u32 = EV_SOCK};
+	if (c->epfd < 0 || epoll_ctl(c->epfd, EPOLL_CTL_ADD, c->wake_efd, &ev_wake) < 0 ||
+	    epoll_ctl(c->epfd, EPOLL_CTL_ADD, c->sock, &ev_sock) < 0) {
+		r = -errno;
+		goto fail;
+	}
 	struct stat st;
 	if (fstat(c->ring_fd, &st) < 0 || st.st_size < 0 || (size_t)st.st_size != ring_bytes(m.ring_entries)) {
 		r = -EPROTO;
@@ -159,6 +203,8 @@ fail:
 		sv2shm_region_detach(c->region);
 	if (c->ring)
 		munmap(c->ring, c->ring_size);
+	if (c->epfd >= 0)
+		close(c->epfd);
 	free(c);
 fail_fds:
 	for (int i = 0; i < SETUP_NFDS; i++)
@@ -178,9 +224,10 @@ static int open_overflow(const struct sv2shm_desc *d, int fd, const struct sv2sh
 	struct stat st;
 	if (r == 0 && (fstat(fd, &st) < 0 || st.st_size < 0 || (uint64_t)st.st_size != d->length))
 		r = -EFAULT;
-	int need = F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_FUTURE_WRITE;
-	if (r == 0 && (fcntl(fd, F_GET_SEALS) & need) != need)
-		r = -EPERM;
+	int need = F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_FUTURE_WRITE | F_SEAL_SEAL;
+	int seals = r == 0 ? fcntl(fd, F_GET_SEALS) : 0;
+	if (r == 0 && (seals < 0 || (seals & need) != need))
+		r = -EPERM; /* not a sealed memfd: it could shrink under us (SIGBUS) */
 	void *m = MAP_FAILED;
 	if (r == 0) {
 		m = mmap(NULL, (size_t)d->length, PROT_READ, MAP_SHARED, fd, 0);
@@ -253,6 +300,8 @@ static int try_pop(struct sv2shm_consumer *c, struct sv2shm_slice *out)
 	if (d.kind == SV2SHM_DESC_OVERFLOW)
 		return recv_overflow(c, &d, out);
 	r = sv2shm_region_open(c->region, raw, c->holder, out);
+	if (r < 0 && r != -EEXIST)
+		region_drop_hold(c->region, raw, c->holder);
 	return r < 0 ? r : 1;
 }
 
@@ -290,6 +339,11 @@ SV2SHM_API int sv2shm_consumer_prepare_wait(struct sv2shm_consumer *c)
 		char b;
 		return recv(c->sock, &b, 1, MSG_PEEK | MSG_DONTWAIT) >= 0 ? 1 : 0;
 	}
+	/* Drain old wake-ups first, or the fd would stay readable for good. */
+	uint64_t v;
+	if (read(c->wake_efd, &v, sizeof(v)) < 0) {
+		/* EAGAIN: nothing to drain */
+	}
 	atomic_store_explicit(&c->ring->consumer_sleeping, 1u, memory_order_seq_cst);
 	if (ring_pending(c)) {
 		atomic_store_explicit(&c->ring->consumer_sleeping, 0u, memory_order_relaxed);
@@ -317,8 +371,10 @@ SV2SHM_API int sv2shm_consumer_recv(struct sv2shm_consumer *c, struct sv2shm_sli
 			return r;
 		if (c->producer_gone)
 			return -EPIPE;
-		if (timeout_ms == 0)
-			return 0;
+		if (timeout_ms == 0) {
+			check_hangup(c);
+			return c->producer_gone ? -EPIPE : 0;
+		}
 		if (!start)
 			start = now_ns();
 		/* Spin: a cache-line hand-off costs ~0.2 us, a sleeping wake-up
@@ -343,25 +399,35 @@ SV2SHM_API int sv2shm_consumer_recv(struct sv2shm_consumer *c, struct sv2shm_sli
 		}
 		if (sv2shm_consumer_prepare_wait(c) == 1)
 			continue;
-		struct pollfd pfd[2] = {{.fd = c->wake_efd, .events = POLLIN}, {.fd = c->sock, .events = POLLIN}};
-		int pr = poll(pfd, 2, wait_ms);
+		struct epoll_event evs[2];
+		int pr = epoll_wait(c->epfd, evs, 2, wait_ms);
 		atomic_store_explicit(&c->ring->consumer_sleeping, 0u, memory_order_relaxed);
 		if (pr < 0 && errno != EINTR)
 			return -errno;
-		if (pr > 0 && (pfd[0].revents & POLLIN)) {
-			uint64_t v;
-			if (read(c->wake_efd, &v, sizeof(v)) < 0) {
-				/* already drained */
-			}
-		}
-		if (pr > 0 && (pfd[1].revents & (POLLIN | POLLHUP | POLLERR))) {
+		for (int i = 0; i < pr; i++) {
+			if (evs[i].data.u32 != EV_SOCK)
+				continue;
 			check_hangup(c);
-			if (!c->producer_gone && !ring_pending(c)) {
-				/* An alloc-mode message is ahead of its marker: let the
-				 * producer finish pushing it. */
-				struct timespec ts = {0, 200000};
-				nanosleep(&ts, NULL);
+			if (c->producer_gone || ring_pending(c)) {
+				c->orphan_since = 0;
+				continue;
 			}
+			/* A message on the socket and no marker in the ring: normal for a
+			 * moment (the producer sends, then pushes the marker); a second
+			 * later it is a broken producer — drop the message. */
+			uint64_t now = now_ns();
+			if (!c->orphan_since) {
+				c->orphan_since = now;
+			} else if (now - c->orphan_since > 1000000000u) {
+				c->orphan_since = 0;
+				struct sv2shm_msg_desc msg;
+				int fd = -1;
+				if (chan_recv(c->sock, &msg, sizeof(msg), &fd, 0, 1, 0) == 1)
+					close(fd);
+				return -EPROTO;
+			}
+			struct timespec ts = {0, 200000};
+			nanosleep(&ts, NULL);
 		}
 		if (pr == 0 && wait_ms >= 0 && !ring_pending(c))
 			return 0;
@@ -370,9 +436,7 @@ SV2SHM_API int sv2shm_consumer_recv(struct sv2shm_consumer *c, struct sv2shm_sli
 
 SV2SHM_API int sv2shm_consumer_fd(const struct sv2shm_consumer *c)
 {
-	if (!c)
-		return -EINVAL;
-	return c->socket_transport ? c->sock : c->wake_efd;
+	return c ? c->epfd : -EINVAL;
 }
 
 SV2SHM_API int sv2shm_consumer_id(const struct sv2shm_consumer *c)
@@ -401,6 +465,7 @@ SV2SHM_API int sv2shm_consumer_free(struct sv2shm_consumer *c)
 	sv2shm_region_detach(c->region);
 	munmap(c->ring, c->ring_size);
 	close(c->ring_fd);
+	close(c->epfd);
 	close(c->wake_efd);
 	close(c->notify_efd);
 	close(c->sock);

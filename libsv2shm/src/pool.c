@@ -96,20 +96,38 @@ static void set_mode(struct sv2shm_pool *p, int mode)
  * both runs are empty. Slices freed in the middle of a run keep their slot
  * index reserved until they reach an end.
  */
+/*
+ * Is slot s free? Its mask bit is clear and nobody holds it in its state
+ * word. A clear bit with holders left means a late release cleared a bit it
+ * no longer owned (a releaser that stalled between its two steps while the
+ * slot was reclaimed and reused): the bit is set again and the slot stays in
+ * use, so the mask can be wrong for a moment but never hands out held bytes.
+ */
+static bool slot_free(struct sv2shm_pool *p, uint64_t m, unsigned s)
+{
+	if (m & BIT(s))
+		return false;
+	uint64_t st = atomic_load_explicit(&p->ctl->slots[s].state, memory_order_acquire);
+	if (SV2SHM_STATE_HOLDERS(st) == 0)
+		return true;
+	atomic_fetch_or_explicit(&p->ctl->mask, BIT(s), memory_order_relaxed);
+	return false;
+}
+
 static void tidy(struct sv2shm_pool *p, uint64_t m)
 {
 	struct pool_run *back = &p->run[RUN_BACK], *front = &p->run[RUN_FRONT];
 
-	while (back->len && !(m & BIT(run_first(back))))
+	while (back->len && slot_free(p, m, run_first(back)))
 		p->owned &= ~BIT(run_pop_first(back));
-	while (back->len && !(m & BIT(run_last(back)))) {
+	while (back->len && slot_free(p, m, run_last(back))) {
 		unsigned s = run_pop_last(back);
 		p->owned &= ~BIT(s);
 		p->back_end = p->off[s];
 	}
-	while (front->len && !(m & BIT(run_first(front))))
+	while (front->len && slot_free(p, m, run_first(front)))
 		p->owned &= ~BIT(run_pop_first(front));
-	while (front->len && !(m & BIT(run_last(front)))) {
+	while (front->len && slot_free(p, m, run_last(front))) {
 		unsigned s = run_pop_last(front);
 		p->owned &= ~BIT(s);
 		p->front_end = p->off[s];
@@ -202,9 +220,14 @@ static void *place(struct sv2shm_pool *p, uint64_t m, size_t need)
 		 * bit we did not set (possible only if shared memory was scribbled
 		 * on) keeps its slot out of use. */
 		uint64_t free_slots = p->all & ~p->owned & ~m;
-		if (!free_slots)
-			return NULL;
-		slot = (unsigned)__builtin_ctzll(free_slots);
+		for (;;) {
+			if (!free_slots)
+				return NULL;
+			slot = (unsigned)__builtin_ctzll(free_slots);
+			if (slot_free(p, m, slot))
+				break;
+			free_slots &= free_slots - 1;
+		}
 	}
 
 	int order[2] = {RUN_BACK, RUN_FRONT};
@@ -246,11 +269,11 @@ static inline void cpu_relax(void)
 #endif
 }
 
-static int64_t now_ms(void)
+static int64_t now_us(void)
 {
 	struct timespec ts;
 	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
 }
 
 /*
@@ -261,14 +284,15 @@ static int64_t now_ms(void)
  * other: either the producer sees the freed slot and does not sleep, or the
  * releaser sees the waiter and wakes it.
  */
-static int wait_for_release(struct sv2shm_pool *p, uint64_t seen_mask, int64_t deadline)
+static int wait_for_release(struct sv2shm_pool *p, uint64_t seen_mask, int64_t deadline /* us */)
 {
 	struct sv2shm_ctl *ctl = p->ctl;
 	int timeout = -1;
 	if (deadline >= 0) {
-		int64_t left = deadline - now_ms();
+		int64_t left = deadline - now_us();
 		if (left <= 0)
 			return -ETIMEDOUT;
+		left = (left + 999) / 1000; /* whole ms, rounded up: never early */
 		timeout = left > INT32_MAX ? INT32_MAX : (int)left;
 	}
 	/* A bounded spin first: a release seen here needs no wake-up at all,
@@ -344,8 +368,8 @@ static void *pool_get_writable_slow(struct sv2shm_buffer *b, size_t len)
 			return NULL;
 		}
 		if (deadline == -2)
-			deadline = p->wait_timeout_ms < 0 ? -1 : now_ms() + p->wait_timeout_ms;
-		if (deadline >= 0 && now_ms() >= deadline) {
+			deadline = p->wait_timeout_ms < 0 ? -1 : now_us() + (int64_t)p->wait_timeout_ms * 1000;
+		if (deadline >= 0 && now_us() >= deadline) {
 			b->_error = -ETIMEDOUT;
 			return NULL;
 		}
@@ -383,6 +407,8 @@ static int pool_get_data_owned(struct sv2shm_buffer *b, struct sv2shm_slice *out
 	unsigned s = p->cur_slot;
 	uint64_t off = p->cur_off, len = b->_len;
 	uint32_t gen = ++p->gen[s];
+	if (gen == 0) /* 0 means "not held" in the private records */
+		gen = ++p->gen[s];
 	struct sv2shm_ctl_slot *cs = &p->ctl->slots[s];
 	p->off[s] = off;
 	p->data_off[s] = off + b->_start;
@@ -394,6 +420,8 @@ static int pool_get_data_owned(struct sv2shm_buffer *b, struct sv2shm_slice *out
 	/* The slot is free (mask bit clear, no holders): only stale releases can
 	 * touch its state word, and their CAS fails on the new generation. */
 	atomic_store_explicit(&cs->state, SV2SHM_STATE(gen, 1u), memory_order_relaxed);
+	if (p->owner)
+		atomic_store_explicit(&p->own_gen[s], gen, memory_order_relaxed);
 	atomic_fetch_or_explicit(&p->ctl->mask, BIT(s), memory_order_release);
 
 	if (p->cur_run == RUN_BACK)
@@ -453,24 +481,57 @@ int pool_ctl_release(struct sv2shm_ctl *ctl, unsigned nslots, unsigned slot, uin
 
 int pool_release_slice(struct sv2shm_pool *p, unsigned slot, uint32_t gen)
 {
-	int r = pool_ctl_release(p->ctl, p->nslots, slot, gen, 0);
+	if (slot >= p->nslots)
+		return -EINVAL;
+	atomic_fetch_add_explicit(&p->releasing, 1u, memory_order_seq_cst);
+	int r;
+	if (p->owner) {
+		/* A producer's slice: its private record decides, whatever a peer
+		 * may have written into the shared control block. */
+		uint32_t want = gen;
+		if (!atomic_compare_exchange_strong_explicit(&p->own_gen[slot], &want, 0u, memory_order_seq_cst,
+							     memory_order_seq_cst)) {
+			r = want == 0 ? -EALREADY : -ESTALE;
+		} else {
+			r = pool_ctl_release(p->ctl, p->nslots, slot, gen, 0);
+			if (r < 0)
+				r = 0; /* the shared word was tampered with; our hold is gone */
+		}
+	} else {
+		r = pool_ctl_release(p->ctl, p->nslots, slot, gen, 0);
+	}
 	if (r == -EALREADY || r == -ESTALE)
 		atomic_fetch_add_explicit(&p->refused, 1u, memory_order_relaxed);
-	if (r < 0)
-		return r;
+	if (r >= 0) {
 #if SV2SHM_TRACE
-	/* Offsets read back from the control block are for the trace only. */
-	TRACE(p, SV2SHM_TRACE_RELEASE, (int)slot, p->ctl->slots[slot].offset, p->ctl->slots[slot].length);
+		/* Offsets read back from the control block are for the trace only. */
+		TRACE(p, SV2SHM_TRACE_RELEASE, (int)slot, p->ctl->slots[slot].offset, p->ctl->slots[slot].length);
 #endif
-	if (r == 1 && p->wake && region_producer_needs_wake(p->ctl, &p->signaled_epoch))
-		p->wake(p);
-	return 0;
+		if (r == 1 && p->wake && region_producer_needs_wake(p->ctl, &p->signaled_epoch))
+			p->wake(p);
+	}
+	/* Last touch of the pool: destroy may free it once this reaches 0. */
+	atomic_fetch_sub_explicit(&p->releasing, 1u, memory_order_release);
+	return r < 0 ? r : 0;
+}
+
+/* True while a slice of the pool is live or a release is still running. */
+bool pool_busy(const struct sv2shm_pool *p)
+{
+	if (p->owner) {
+		for (unsigned s = 0; s < p->nslots; s++)
+			if (atomic_load_explicit(&p->own_gen[s], memory_order_seq_cst))
+				return true;
+	} else if (atomic_load_explicit(&p->ctl->mask, memory_order_seq_cst) != 0) {
+		return true;
+	}
+	return atomic_load_explicit(&p->releasing, memory_order_seq_cst) != 0;
 }
 
 static bool pool_is_droppable(const struct sv2shm_buffer *b)
 {
 	const struct sv2shm_pool *p = container_of(b, const struct sv2shm_pool, buf);
-	return atomic_load_explicit(&p->ctl->mask, memory_order_acquire) == 0;
+	return !pool_busy(p);
 }
 
 static const struct sv2shm_buffer_ops pool_ops = {
@@ -585,7 +646,7 @@ SV2SHM_API int sv2shm_pool_destroy(struct sv2shm_pool *p)
 		return 0;
 	if (!p->own_memory)
 		return -EINVAL; /* a shared pool is destroyed by its own function */
-	if (atomic_load_explicit(&p->ctl->mask, memory_order_acquire) != 0)
+	if (pool_busy(p))
 		return -EBUSY;
 	pool_fini(p);
 	if (p->data)

@@ -48,6 +48,13 @@ struct sv2shm_pool {
 
 	struct sv2shm_pool_stats stats;
 	_Atomic uint64_t refused;
+	/* Releases in progress (any thread): destroy waits for them to finish
+	 * touching the pool, not only for the mask to clear. */
+	_Atomic uint32_t releasing;
+	/* Producer pools: the generation of each slice the producer itself
+	 * holds (0 = none) — private truth, since consumers can scribble on the
+	 * shared control block. */
+	_Atomic uint32_t own_gen[64];
 
 	bool own_memory; /* in-process pool: ctl and data are ours */
 	void *owner;     /* the producer wrapping a shared pool */
@@ -70,6 +77,7 @@ void pool_init(struct sv2shm_pool *p, struct sv2shm_ctl *ctl, uint8_t *data, uin
 	       const struct sv2shm_pool_options *o);
 void pool_fini(struct sv2shm_pool *p);
 int pool_ctl_release(struct sv2shm_ctl *ctl, unsigned nslots, unsigned slot, uint32_t gen, unsigned holder);
+bool pool_busy(const struct sv2shm_pool *p);
 
 /* notify.c: futexes on a 32-bit word, shared between processes. */
 int futex_wait_u32(_Atomic uint32_t *word, uint32_t seen, int timeout_ms);

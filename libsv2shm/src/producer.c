@@ -37,6 +37,7 @@ struct sv2shm_producer {
 	struct sv2shm_pool pool;
 	struct region_mem mem;
 	int mech;
+	uint64_t region_id; /* private copy: consumers can write the control block */
 	int notify_efd; /* consumers -> producer (EVENTFD mechanism) */
 	struct notifier notifier;
 	unsigned ring_entries;
@@ -45,10 +46,25 @@ struct sv2shm_producer {
 	struct link links[MAX_CONSUMERS + 1]; /* index = consumer id */
 };
 
+/* Longest single sleep of a waiting producer: it then looks for consumers
+ * that hung up (their slots come back) and for a lost wake-up. */
+#define WAIT_SLICE_MS 100
+
 static int producer_wait(struct sv2shm_pool *pool, uint32_t seen, int timeout_ms)
 {
 	struct sv2shm_producer *p = pool->owner;
-	return notifier_wait(&p->notifier, seen, timeout_ms);
+	/* Wake-ups deferred by SV2SHM_PUBLISH_MORE are owed now: the room we
+	 * wait for may depend on a consumer that sleeps. */
+	sv2shm_producer_flush(p);
+	if (sv2shm_producer_process(p) > 0)
+		return 0; /* a dead consumer's slots were reclaimed: look again */
+	int slice = timeout_ms < 0 || timeout_ms > WAIT_SLICE_MS ? WAIT_SLICE_MS : timeout_ms;
+	int r = notifier_wait(&p->notifier, seen, slice);
+	if (r == -ETIMEDOUT && slice < timeout_ms)
+		r = 0; /* not the caller's deadline yet: it loops */
+	if (r == -ETIMEDOUT && timeout_ms < 0)
+		r = 0;
+	return r;
 }
 
 /* A release by another thread of the producer's own process. */
@@ -100,6 +116,7 @@ SV2SHM_API int sv2shm_producer_new(const struct sv2shm_producer_options *o, stru
 		free(p);
 		return r;
 	}
+	p->region_id = p->mem.ctl->region_id;
 	p->notify_efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
 	p->epfd = epoll_create1(EPOLL_CLOEXEC);
 	if (p->notify_efd < 0 || p->epfd < 0) {
@@ -143,13 +160,8 @@ SV2SHM_API int sv2shm_producer_destroy(struct sv2shm_producer *p)
 {
 	if (!p)
 		return 0;
-	struct sv2shm_ctl *ctl = p->mem.ctl;
-	uint64_t m = atomic_load_explicit(&ctl->mask, memory_order_acquire);
-	for (unsigned s = 0; s < p->pool.nslots; s++) {
-		uint64_t st = atomic_load_explicit(&ctl->slots[s].state, memory_order_acquire);
-		if ((m & (UINT64_C(1) << s)) && (SV2SHM_STATE_HOLDERS(st) & 1u))
-			return -EBUSY; /* a slice of ours is still out */
-	}
+	if (pool_busy(&p->pool))
+		return -EBUSY; /* a slice of ours is still out, or being released */
 	for (int id = 1; id <= MAX_CONSUMERS; id++)
 		link_close(p, id);
 	notifier_close(&p->notifier);
@@ -203,13 +215,18 @@ SV2SHM_API int sv2shm_producer_add_consumer(struct sv2shm_producer *p, int sock)
 	}
 	struct link *l = &p->links[id];
 	l->sock = sock;
+	l->ring_fd = -1;
+	int r;
 	l->wake_efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+	if (l->wake_efd < 0) {
+		r = -errno;
+		goto fail;
+	}
 	l->ring_size = ring_bytes(p->ring_entries);
 	void *map = NULL;
 	l->ring_fd = region_memfd("sv2shm-ring", l->ring_size, F_SEAL_SHRINK | F_SEAL_GROW, &map);
-	int r;
-	if (l->wake_efd < 0 || l->ring_fd < 0) {
-		r = l->ring_fd < 0 ? l->ring_fd : -errno;
+	if (l->ring_fd < 0) {
+		r = l->ring_fd;
 		goto fail;
 	}
 	l->ring = map;
@@ -217,7 +234,7 @@ SV2SHM_API int sv2shm_producer_add_consumer(struct sv2shm_producer *p, int sock)
 	l->ring->version = SV2SHM_RING_VERSION;
 	l->ring->nentries = p->ring_entries;
 	l->ring->entry_size = SV2SHM_DESC_SIZE;
-	l->ring->region_id = p->mem.ctl->region_id;
+	l->ring->region_id = p->region_id;
 	if (fcntl(l->ring_fd, F_ADD_SEALS, F_SEAL_SEAL) < 0) {
 		r = -errno;
 		goto fail;
@@ -228,7 +245,7 @@ SV2SHM_API int sv2shm_producer_add_consumer(struct sv2shm_producer *p, int sock)
 	chan_hdr(&msg.hdr, SV2SHM_MSG_SETUP);
 	msg.holder = (uint32_t)id;
 	msg.notify = (uint32_t)p->mech;
-	msg.region_id = p->mem.ctl->region_id;
+	msg.region_id = p->region_id;
 	msg.capacity = p->mem.cap;
 	msg.nslots = p->pool.nslots;
 	msg.ring_entries = p->ring_entries;
@@ -319,7 +336,7 @@ static int publish_overflow(struct sv2shm_producer *p, struct sv2shm_slice *s, c
 		return fd;
 	struct sv2shm_desc d = {.version = SV2SHM_DESC_VERSION,
 				.kind = SV2SHM_DESC_OVERFLOW,
-				.region_id = p->mem.ctl->region_id,
+				.region_id = p->region_id,
 				.length = s->len};
 	struct sv2shm_msg_desc msg;
 	memset(&msg, 0, sizeof(msg));
@@ -330,17 +347,20 @@ static int publish_overflow(struct sv2shm_producer *p, struct sv2shm_slice *s, c
 		struct link *l = &p->links[ids[i]];
 		/* The message first, then the marker that tells the consumer to
 		 * read it: it is on the socket by the time the marker is seen. */
-		r = chan_send(l->sock, &msg, sizeof(msg), &fd, 1);
-		if (r < 0)
-			break;
+		int e = chan_send(l->sock, &msg, sizeof(msg), &fd, 1);
+		if (e < 0) {
+			if (!r)
+				r = e; /* the others still get it */
+			continue;
+		}
 		if (!p->socket_transport)
 			ring_push(p, l, &d);
 	}
 	close(fd);
-	if (r < 0)
-		return r;
+	/* Consumers before a failure have it: the slice is consumed either way,
+	 * so that a retry cannot deliver it twice. */
 	sv2shm_slice_release(s);
-	return 0;
+	return r;
 }
 
 /* The plain fallback: one DESC message per consumer. A consumer the message
@@ -370,6 +390,9 @@ SV2SHM_API int sv2shm_producer_publish(struct sv2shm_producer *p, struct sv2shm_
 	bool pool_slice = s->_kind == SV2SHM_SLICE_POOL && s->_owner == &p->pool;
 	if (!pool_slice && !(s->_kind == SV2SHM_SLICE_SYSTEM && s->len > 0))
 		return -EINVAL;
+	if (pool_slice && (s->_slot >= p->pool.nslots ||
+			   atomic_load_explicit(&p->pool.own_gen[s->_slot], memory_order_relaxed) != s->_gen))
+		return -EINVAL; /* not a live slice of ours */
 	uint32_t bits = 0;
 	for (unsigned i = 0; i < n; i++) {
 		int id = ids[i];
@@ -404,10 +427,12 @@ SV2SHM_API int sv2shm_producer_publish(struct sv2shm_producer *p, struct sv2shm_
 					.kind = SV2SHM_DESC_POOL,
 					.slot = (uint16_t)slot,
 					.generation = s->_gen,
-					.region_id = p->mem.ctl->region_id,
+					.region_id = p->region_id,
 					.offset = p->pool.data_off[slot],
 					.length = p->pool.data_len[slot]};
-		memset(s, 0, sizeof(*s)); /* our hold went with the CAS */
+		/* Our hold went with the CAS. */
+		atomic_store_explicit(&p->pool.own_gen[slot], 0u, memory_order_seq_cst);
+		memset(s, 0, sizeof(*s));
 		r = 0;
 		if (p->socket_transport)
 			r = publish_socket(p, &d, ids, n);
@@ -440,6 +465,18 @@ SV2SHM_API int sv2shm_producer_remove_consumer(struct sv2shm_producer *p, int id
 				break;
 			}
 			st = atomic_load_explicit(&ctl->slots[s].state, memory_order_acquire);
+		}
+	}
+	/* A consumer killed between the two steps of a release leaves a slot
+	 * with no holders and its mask bit still set: clear it. (Should a live
+	 * releaser clear the bit again later, the allocator notices: see
+	 * slot_free() in pool.c.) */
+	uint64_t m = atomic_load_explicit(&ctl->mask, memory_order_acquire);
+	for (unsigned s = 0; s < p->pool.nslots; s++) {
+		uint64_t st = atomic_load_explicit(&ctl->slots[s].state, memory_order_acquire);
+		if ((m & (UINT64_C(1) << s)) && SV2SHM_STATE_HOLDERS(st) == 0) {
+			atomic_fetch_and_explicit(&ctl->mask, ~(UINT64_C(1) << s), memory_order_seq_cst);
+			reclaimed++;
 		}
 	}
 	link_close(p, id);

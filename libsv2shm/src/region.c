@@ -260,21 +260,28 @@ SV2SHM_API int sv2shm_region_open(struct sv2shm_region *r, const uint8_t desc[SV
 		return -ENXIO;
 	if (d.slot >= r->nslots)
 		return -ERANGE;
-	if (d.offset > r->cap || d.length > r->cap - d.offset)
-		return -EFAULT;
 	struct sv2shm_ctl_slot *cs = &r->ctl->slots[d.slot];
 	uint64_t st = atomic_load_explicit(&cs->state, memory_order_acquire);
-	if (SV2SHM_STATE_GEN(st) != d.generation)
-		return -ESTALE;
 	uint64_t m = atomic_load_explicit(&r->ctl->mask, memory_order_acquire);
-	if (!(m & (UINT64_C(1) << d.slot)))
-		return -ENOENT;
-	if (!(SV2SHM_STATE_HOLDERS(st) & (UINT32_C(1) << holder)))
-		return -EACCES;
-	/* The producer wrote offset/length before setting our holder bit (which
-	 * we read with acquire above); they must name the same bytes. */
-	if (cs->offset != d.offset || cs->length != d.length)
-		return -EFAULT;
+	bool ours = (SV2SHM_STATE_HOLDERS(st) & (UINT32_C(1) << holder)) != 0;
+	if (d.offset > r->cap || d.length > r->cap - d.offset)
+		e = -EFAULT;
+	else if (SV2SHM_STATE_GEN(st) != d.generation)
+		e = -ESTALE;
+	else if (!(m & (UINT64_C(1) << d.slot)))
+		e = -ENOENT;
+	else if (!ours)
+		e = -EACCES;
+	/* The producer wrote offset/length before setting our holder bit (read
+	 * with acquire above); they must name the same bytes. */
+	else if (cs->offset != d.offset || cs->length != d.length)
+		e = -EFAULT;
+	if (e < 0)
+		return e;
+	uint64_t want = 0, mine = ((uint64_t)d.generation << 1) | 1u;
+	if (!atomic_compare_exchange_strong_explicit(&r->held[d.slot], &want, mine, memory_order_acq_rel,
+						     memory_order_acquire))
+		return -EEXIST; /* the same descriptor twice: one hold, one slice */
 	memset(out, 0, sizeof(*out));
 	out->data = d.length ? (uint8_t *)(uintptr_t)(r->data + d.offset) : NULL;
 	out->len = (size_t)d.length;
@@ -296,15 +303,37 @@ bool region_producer_needs_wake(struct sv2shm_ctl *ctl, _Atomic uint32_t *signal
 	return atomic_exchange_explicit(signaled, epoch, memory_order_relaxed) != epoch;
 }
 
-int region_release_slice(struct sv2shm_region *r, unsigned slot, uint32_t gen, unsigned holder)
+void region_drop_hold(struct sv2shm_region *r, const uint8_t raw[SV2SHM_DESC_SIZE], unsigned holder)
 {
+	struct sv2shm_desc d;
+	if (sv2shm_desc_decode(raw, &d) < 0 || d.kind != SV2SHM_DESC_POOL || d.region_id != r->id ||
+	    d.slot >= r->nslots || holder < 1 || holder >= SV2SHM_MAX_HOLDERS)
+		return;
+	if (atomic_load_explicit(&r->held[d.slot], memory_order_acquire) != 0)
+		return; /* we hold it through a slice we opened: not this entry's */
+	/* The CAS checks generation and our bit: a wrong one changes nothing. */
+	pool_ctl_release(r->ctl, r->nslots, d.slot, d.generation, holder);
+}
+
+int region_release_slice(struct sv2shm_region *r, unsigned slot, uint32_t gen, unsigned holder, bool *done)
+{
+	*done = false;
+	if (slot >= r->nslots)
+		return -EINVAL;
+	uint64_t want = ((uint64_t)gen << 1) | 1u;
+	if (!atomic_compare_exchange_strong_explicit(&r->held[slot], &want, 0, memory_order_acq_rel,
+						     memory_order_acquire))
+		return want == 0 ? -EALREADY : -ESTALE;
+	*done = true;
+	/* Our local hold is gone. The shared release fails only if the producer
+	 * reclaimed our hold already (it removed us): that is reported, but the
+	 * slice is released here all the same, so the consumer can be freed. */
 	int rc = pool_ctl_release(r->ctl, r->nslots, slot, gen, holder);
-	if (rc < 0)
-		return rc;
-	atomic_fetch_sub_explicit(&r->open, 1, memory_order_relaxed);
 	if (rc == 1 && r->wake_producer && region_producer_needs_wake(r->ctl, &r->signaled_epoch))
 		r->wake_producer(r);
-	return 0;
+	/* Last touch: sv2shm_consumer_free / region_detach wait for open == 0. */
+	atomic_fetch_sub_explicit(&r->open, 1, memory_order_release);
+	return rc < 0 ? rc : 0;
 }
 
 SV2SHM_API int sv2shm_region_detach(struct sv2shm_region *r)

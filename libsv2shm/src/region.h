@@ -37,14 +37,25 @@ struct sv2shm_region {
 	unsigned nslots;
 	uint64_t id;
 	_Atomic uint64_t open;  /* SHARED slices opened and not yet released */
+	/* Per slot: (generation << 1) | 1 while this process holds an opened
+	 * slice of it, 0 otherwise. The local truth for double releases and
+	 * duplicate descriptors, whatever the shared state says. */
+	_Atomic uint64_t held[64];
 	/* Called after a release freed a slot while the producer waits. */
 	void (*wake_producer)(struct sv2shm_region *r);
 	void *wake_user;
 	_Atomic uint32_t signaled_epoch; /* the producer wait epoch already signalled */
 };
 
-/* Release a SHARED slice (sv2shm_slice_release dispatches here). */
-int region_release_slice(struct sv2shm_region *r, unsigned slot, uint32_t gen, unsigned holder);
+/* Release a SHARED slice (sv2shm_slice_release dispatches here). *done
+ * tells whether this process's hold is gone (it is, even when the shared
+ * release fails because the producer reclaimed it first). */
+int region_release_slice(struct sv2shm_region *r, unsigned slot, uint32_t gen, unsigned holder, bool *done);
+
+/* A ring entry stands for one hold the producer gave us: when its
+ * descriptor is refused, give that hold back (if it names one we have and
+ * have not opened), so that a bad descriptor leaks no slot. */
+void region_drop_hold(struct sv2shm_region *r, const uint8_t raw[SV2SHM_DESC_SIZE], unsigned holder);
 
 /* After a release that freed a slot: should the producer be woken? Returns
  * true at most once per producer wait epoch per caller-kept `signaled`. */

@@ -102,15 +102,19 @@ SV2SHM_EXPORT int sv2shm_region_attach(int ctl_fd, int data_fd, unsigned flags, 
 /**
  * Turn a descriptor into a readable slice (kind SV2SHM_SLICE_SHARED) held by
  * holder bit `holder` (1..31). Every field is validated before any byte of
- * the data is touched:
+ * the data is touched, in this order:
  *   -EINVAL   NULL argument, holder out of range;
  *   -EPROTO   unknown version or kind (or an OVERFLOW descriptor here);
  *   -ENXIO    region_id is not this region;
  *   -ERANGE   slot >= slot count;
  *   -ESTALE   generation is not the slot's current one;
+ *   -EACCES   the slot is not held by `holder`;
  *   -EFAULT   offset/length outside the data area, or not the slot's range;
  *   -ENOENT   the slot is not taken in the mask;
- *   -EACCES   the slot is not held by `holder`.
+ *   -EEXIST   this process already holds an open slice of that slot and
+ *             generation (the same descriptor twice).
+ * A descriptor refused with -EFAULT or -ENOENT names a slot `holder` does
+ * hold: that hold is given back, so a bad descriptor leaks nothing.
  * Release the slice with sv2shm_slice_release().
  */
 SV2SHM_EXPORT int sv2shm_region_open(struct sv2shm_region *r, const uint8_t desc[SV2SHM_DESC_SIZE], unsigned holder,
@@ -148,9 +152,10 @@ struct sv2shm_producer;
 /**
  * Create a producer: the shared pool (control and data memfds, sealed, data
  * pre-faulted so a memory limit shows here and not as SIGBUS later).
- * Returns 0 and sets *out, or -EINVAL (bad options), -ENOMEM/-ENOSPC (region
- * could not be allocated), -ENOTSUP (SV2SHM_NOTIFY_FUTEX asked, kernel lacks
- * it), or the failing syscall's -errno.
+ * Returns 0 and sets *out, or -EINVAL (bad options), -ENOMEM (region could
+ * not be allocated), or the failing syscall's -errno. A mechanism the
+ * kernel's io_uring lacks (futex ops before 6.7) runs on plain syscalls
+ * instead: sv2shm_producer_notify_name() says which.
  */
 SV2SHM_EXPORT int sv2shm_producer_new(const struct sv2shm_producer_options *o, struct sv2shm_producer **out);
 
@@ -184,7 +189,9 @@ SV2SHM_EXPORT int sv2shm_producer_add_consumer(struct sv2shm_producer *p, int so
  * Publish slice *s (taken from this producer's buffer) to consumers ids[0..n)
  * and give up the producer's own hold: the slot frees when the last of them
  * releases it. A SYSTEM slice (alloc mode) is copied once into its own sealed
- * memfd and sent over the socket. On success *s is cleared.
+ * memfd and sent over the socket. On success *s is cleared; an alloc-mode
+ * slice is consumed even when sending it fails part-way (the consumers
+ * before the failure have it), so that a retry cannot deliver it twice.
  *
  * Returns 0, or
  *   -EINVAL   NULL argument, n == 0, a slice not from this producer, unknown
@@ -235,11 +242,14 @@ struct sv2shm_consumer_options {
 struct sv2shm_consumer;
 
 /**
- * Receive the region from the producer on `sock` (blocking until the setup
- * message arrives) and attach to it (see sv2shm_region_attach() for what is
- * checked). The consumer owns sock from now on, even on failure.
- * Returns 0 and sets *out, or -EPROTO (bad setup message), -EPIPE (producer
- * hung up), or an error of sv2shm_region_attach().
+ * Receive the region from the producer on `sock` (waiting up to 10 s for the
+ * setup message) and attach to it (see sv2shm_region_attach() for what is
+ * checked; the ring memfd and the two eventfds are checked too). The consumer
+ * owns sock from now on, even on failure.
+ * Returns 0 and sets *out, or -EPROTO (bad setup message: size, magic,
+ * version, fd count, an fd that is not an eventfd, ring geometry), -EPIPE
+ * (producer hung up), -ETIMEDOUT (no setup message), or an error of
+ * sv2shm_region_attach().
  */
 SV2SHM_EXPORT int sv2shm_consumer_new(int sock, const struct sv2shm_consumer_options *o, struct sv2shm_consumer **out);
 
@@ -267,9 +277,11 @@ SV2SHM_EXPORT int sv2shm_consumer_recv(struct sv2shm_consumer *c, struct sv2shm_
 SV2SHM_EXPORT int sv2shm_consumer_flush(struct sv2shm_consumer *c);
 
 /**
- * For event loops: the fd to poll for POLLIN. Call
+ * For event loops: the fd to poll for POLLIN (an epoll fd over the wake
+ * eventfd and the socket, so a producer hang-up wakes it too). Call
  * sv2shm_consumer_prepare_wait() first; when it returns 0, poll; when the
- * fd is readable, call sv2shm_consumer_recv(c, out, 0) until it returns 0.
+ * fd is readable, call sv2shm_consumer_recv(c, out, 0) until it returns 0
+ * (or -EPIPE: the producer is gone).
  */
 SV2SHM_EXPORT int sv2shm_consumer_fd(const struct sv2shm_consumer *c);
 

@@ -100,6 +100,10 @@ struct sv2shm_slice {
  *   -ESTALE    the slice's slot has since been reused for another slice (the
  *              generation differs): a release of a long-gone copy.
  * A refused release changes nothing: the pool's slot mask stays intact.
+ * One exception, for a SHARED slice (ipc.h) whose hold the producer already
+ * reclaimed (it removed this consumer): -EALREADY or -ESTALE is returned, but
+ * the slice is released locally and the struct cleared, so the consumer can
+ * still be freed.
  */
 SV2SHM_EXPORT int sv2shm_slice_release(struct sv2shm_slice *s);
 

@@ -53,22 +53,6 @@ struct sv2shm_consumer {
 	struct notifier notifier;
 };
 
-static inline void cpu_relax(void)
-{
-#if defined(__x86_64__) || defined(__i386__)
-	__builtin_ia32_pause();
-#elif defined(__aarch64__)
-	__asm__ __volatile__("yield");
-#endif
-}
-
-static uint64_t now_ns(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
 /* The region calls this after a release freed a slot the producer waits for. */
 static void consumer_wake_producer(struct sv2shm_region *r)
 {
@@ -376,7 +360,7 @@ SV2SHM_API int sv2shm_consumer_recv(struct sv2shm_consumer *c, struct sv2shm_sli
 			return c->producer_gone ? -EPIPE : 0;
 		}
 		if (!start)
-			start = now_ns();
+			start = mono_ns();
 		/* Spin: a cache-line hand-off costs ~0.2 us, a sleeping wake-up
 		 * ~50 us on a small VM. */
 		if (c->spin_us != SV2SHM_SPIN_NONE) {
@@ -384,7 +368,7 @@ SV2SHM_API int sv2shm_consumer_recv(struct sv2shm_consumer *c, struct sv2shm_sli
 			unsigned i = 0;
 			while (!ring_pending(c)) {
 				cpu_relax();
-				if ((++i & 63u) == 0 && now_ns() >= until)
+				if ((++i & 63u) == 0 && mono_ns() >= until)
 					break;
 			}
 			if (ring_pending(c))
@@ -392,7 +376,7 @@ SV2SHM_API int sv2shm_consumer_recv(struct sv2shm_consumer *c, struct sv2shm_sli
 		}
 		int wait_ms = -1;
 		if (timeout_ms > 0) {
-			uint64_t spent = (now_ns() - start) / 1000000u;
+			uint64_t spent = (mono_ns() - start) / 1000000u;
 			if (spent >= (uint64_t)timeout_ms)
 				return 0;
 			wait_ms = timeout_ms - (int)spent;
@@ -415,7 +399,7 @@ SV2SHM_API int sv2shm_consumer_recv(struct sv2shm_consumer *c, struct sv2shm_sli
 			/* A message on the socket and no marker in the ring: normal for a
 			 * moment (the producer sends, then pushes the marker); a second
 			 * later it is a broken producer — drop the message. */
-			uint64_t now = now_ns();
+			uint64_t now = mono_ns();
 			if (!c->orphan_since) {
 				c->orphan_since = now;
 			} else if (now - c->orphan_since > 1000000000u) {

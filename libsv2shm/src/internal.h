@@ -5,6 +5,8 @@
 #include "sv2shm/sv2shm.h"
 #include "layout.h"
 
+#include <time.h>
+
 #define SV2SHM_API SV2SHM_EXPORT
 
 #define container_of(ptr, type, member) ((type *)(void *)((char *)(ptr)-offsetof(type, member)))
@@ -32,8 +34,25 @@ int pool_release_slice(struct sv2shm_pool *p, unsigned slot, uint32_t gen);
 /* Grow a heap block to hold at least `need` bytes (geometric), keeping `keep`. */
 int heap_grow(uint8_t **block, size_t *cap, size_t need);
 
+/* CLOCK_MONOTONIC in nanoseconds. */
+static inline uint64_t mono_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+/* Tell the CPU we are spinning (frees the sibling hyperthread). */
+static inline void cpu_relax(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+	__builtin_ia32_pause();
+#elif defined(__aarch64__)
+	__asm__ __volatile__("yield");
+#endif
+}
+
 /* trace.c */
-uint64_t trace_now_ns(void);
 void trace_emit(const struct sv2shm_pool *p, sv2shm_trace_fn fn, void *user, int event, int slot, uint64_t a,
 		uint64_t b);
 

@@ -260,20 +260,9 @@ static void *place(struct sv2shm_pool *p, uint64_t m, size_t need)
 	return NULL;
 }
 
-static inline void cpu_relax(void)
-{
-#if defined(__x86_64__) || defined(__i386__)
-	__builtin_ia32_pause();
-#elif defined(__aarch64__)
-	__asm__ __volatile__("yield");
-#endif
-}
-
 static int64_t now_us(void)
 {
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+	return (int64_t)(mono_ns() / 1000u);
 }
 
 /*
@@ -298,18 +287,13 @@ static int wait_for_release(struct sv2shm_pool *p, uint64_t seen_mask, int64_t d
 	/* A bounded spin first: a release seen here needs no wake-up at all,
 	 * and a cross-core cache-line hand-off is ~100x cheaper than a sleep. */
 	if (p->wait_spin_us != SV2SHM_SPIN_NONE) {
-		struct timespec t0, t;
-		clock_gettime(CLOCK_MONOTONIC, &t0);
+		uint64_t until = mono_ns() + (uint64_t)p->wait_spin_us * 1000u;
 		for (unsigned i = 1;; i++) {
 			if (atomic_load_explicit(&ctl->mask, memory_order_acquire) != seen_mask)
 				return 0;
 			cpu_relax();
-			if ((i & 63u) == 0) {
-				clock_gettime(CLOCK_MONOTONIC, &t);
-				int64_t us = (t.tv_sec - t0.tv_sec) * 1000000 + (t.tv_nsec - t0.tv_nsec) / 1000;
-				if (us >= (int64_t)p->wait_spin_us)
-					break;
-			}
+			if ((i & 63u) == 0 && mono_ns() >= until)
+				break;
 		}
 	}
 	uint32_t seq = atomic_load_explicit(&ctl->release_seq, memory_order_acquire);

@@ -1,16 +1,8 @@
 /* Tracing (the seed's `debug` feature): compiled in with -Dtrace=true. */
 #include <inttypes.h>
 #include <stdio.h>
-#include <time.h>
 
 #include "internal.h"
-
-uint64_t trace_now_ns(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
 
 static const char *event_name(int ev)
 {
@@ -34,7 +26,7 @@ void trace_emit(const struct sv2shm_pool *p, sv2shm_trace_fn fn, void *user, int
 		uint64_t b)
 {
 	struct sv2shm_trace_record rec = {
-		.time_ns = trace_now_ns(), .event = event, .slot = slot, .a = a, .b = b};
+		.time_ns = mono_ns(), .event = event, .slot = slot, .a = a, .b = b};
 	if (fn) {
 		fn(p, &rec, user);
 		return;

@@ -303,6 +303,34 @@ static void check_hangup(struct sv2shm_consumer *c)
 		c->producer_gone = true;
 }
 
+/*
+ * The ring is empty: is a message waiting on the socket with no marker for
+ * it? Normal for a moment (the producer sends, then pushes the marker); a
+ * second later it is a broken producer: the message is dropped and -EPROTO
+ * returned. Otherwise 0.
+ */
+static int check_orphan(struct sv2shm_consumer *c)
+{
+	char b;
+	if (recv(c->sock, &b, 1, MSG_PEEK | MSG_DONTWAIT) <= 0 || ring_pending(c)) {
+		c->orphan_since = 0;
+		return 0;
+	}
+	uint64_t now = mono_ns();
+	if (!c->orphan_since) {
+		c->orphan_since = now;
+		return 0;
+	}
+	if (now - c->orphan_since <= 1000000000u)
+		return 0;
+	c->orphan_since = 0;
+	struct sv2shm_msg_desc msg;
+	int fd = -1;
+	if (chan_recv(c->sock, &msg, sizeof(msg), &fd, 0, 1, 0) == 1)
+		close(fd);
+	return -EPROTO;
+}
+
 SV2SHM_API int sv2shm_consumer_flush(struct sv2shm_consumer *c)
 {
 	if (!c)
@@ -357,7 +385,9 @@ SV2SHM_API int sv2shm_consumer_recv(struct sv2shm_consumer *c, struct sv2shm_sli
 			return -EPIPE;
 		if (timeout_ms == 0) {
 			check_hangup(c);
-			return c->producer_gone ? -EPIPE : 0;
+			if (c->producer_gone)
+				return -EPIPE;
+			return check_orphan(c);
 		}
 		if (!start)
 			start = mono_ns();
@@ -392,24 +422,11 @@ SV2SHM_API int sv2shm_consumer_recv(struct sv2shm_consumer *c, struct sv2shm_sli
 			if (evs[i].data.u32 != EV_SOCK)
 				continue;
 			check_hangup(c);
-			if (c->producer_gone || ring_pending(c)) {
-				c->orphan_since = 0;
+			if (c->producer_gone || ring_pending(c))
 				continue;
-			}
-			/* A message on the socket and no marker in the ring: normal for a
-			 * moment (the producer sends, then pushes the marker); a second
-			 * later it is a broken producer — drop the message. */
-			uint64_t now = mono_ns();
-			if (!c->orphan_since) {
-				c->orphan_since = now;
-			} else if (now - c->orphan_since > 1000000000u) {
-				c->orphan_since = 0;
-				struct sv2shm_msg_desc msg;
-				int fd = -1;
-				if (chan_recv(c->sock, &msg, sizeof(msg), &fd, 0, 1, 0) == 1)
-					close(fd);
-				return -EPROTO;
-			}
+			int o = check_orphan(c);
+			if (o < 0)
+				return o;
 			struct timespec ts = {0, 200000};
 			nanosleep(&ts, NULL);
 		}

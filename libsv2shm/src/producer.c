@@ -350,7 +350,7 @@ static int publish_overflow(struct sv2shm_producer *p, struct sv2shm_slice *s, c
 		int e = chan_send(l->sock, &msg, sizeof(msg), &fd, 1);
 		if (e < 0) {
 			if (!r)
-				r = e; /* the others still get it */
+				r = e == -EAGAIN ? -EAGAIN : -EPIPE; /* the others still get it */
 			continue;
 		}
 		if (!p->socket_transport)

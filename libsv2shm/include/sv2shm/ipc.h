@@ -113,8 +113,9 @@ SV2SHM_EXPORT int sv2shm_region_attach(int ctl_fd, int data_fd, unsigned flags, 
  *   -ENOENT   the slot is not taken in the mask;
  *   -EEXIST   this process already holds an open slice of that slot and
  *             generation (the same descriptor twice).
- * A descriptor refused with -EFAULT or -ENOENT names a slot `holder` does
- * hold: that hold is given back, so a bad descriptor leaks nothing.
+ * A refused descriptor changes nothing here. (sv2shm_consumer_recv(), for
+ * which each ring entry stands for one hold, gives a refused entry's hold
+ * back, so a bad descriptor leaks no slot.)
  * Release the slice with sv2shm_slice_release().
  */
 SV2SHM_EXPORT int sv2shm_region_open(struct sv2shm_region *r, const uint8_t desc[SV2SHM_DESC_SIZE], unsigned holder,

@@ -1,0 +1,12 @@
+/* libFuzzer entry point of the `slower` target (target_slower.c). */
+#include <stddef.h>
+#include <stdint.h>
+
+#include "targets.h"
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+	return sv2shm_fuzz_slower(data, size);
+}

@@ -1,0 +1,420 @@
+#!/usr/bin/env python3
+"""Write the seed corpora of the fuzz targets: fuzz/corpus/<target>/<name>.
+
+Each seed is a small hand-made input in the target's own format (see the
+comment at the top of fuzz/target_<target>.c), chosen to reach one behaviour:
+the seed crate README's three diagrams, alloc mode, FAIL and WAIT pools, the
+2^32 capacity, releases on worker threads, cross-process publishing over the
+ring and over the socket, a consumer that dies, valid and broken descriptors
+and control blocks, frames split every possible way.
+
+Seeds must pass on a correct library (tests/test_fuzz_regress.c runs them all):
+inputs that found a library bug live in fuzz/regress/<target>/.
+
+    fuzz/make_corpus.py            rewrite every corpus (deterministic)
+    fuzz/make_corpus.py TARGET...  only these
+    fuzz/make_corpus.py --regress  write the hand-made inputs of fuzz/regress/
+"""
+import os
+import struct
+import sys
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+# --- shared encodings (must match the targets) -------------------------------
+
+# target_faster.c
+FAST_CAPS = [0, 1, 2, 6, 7, 8, 15, 16, 31, 32, 63, 64, 65, 100, 127, 128, 255, 256, 257, 512, 1000,
+             1024, 2048, 4095, 4096, 4097, 8192, 16384, 65535, 65536, 65537, 1 << 20, 0xffffffff, 1 << 32]
+FAST_SLOTS = [1, 2, 3, 4, 7, 8, 8, 8, 9, 15, 16, 17, 31, 32, 33, 63, 64]
+# pool_driver.c
+FAST_LENS = [0, 1, 2, 3, 5, 6, 7, 8, 9, 15, 16, 17, 31, 32, 33, 63, 64, 65, 100, 127, 128, 129, 255, 256,
+             257, 1000, 1023, 1024, 1025, 4095, 4096, 4097, 65535, 65536]
+FAST_HOLDS = [0, 0, 1, 2, 5, 10, 20, 50, 100]
+
+OP_MSG, OP_KEEP, OP_RELEASE, OP_DRAIN, OP_EMPTY, OP_STALE, OP_DESTROY, OP_RELEASE_ALL = 0, 7, 9, 11, 12, 13, 14, 15
+FALLBACK, FAIL, WAIT = 0, 1, 2
+
+
+def u8(v):
+    return bytes([v & 0xff])
+
+
+def u16(v):
+    return struct.pack('<H', v & 0xffff)
+
+
+def u32(v):
+    return struct.pack('<I', v & 0xffffffff)
+
+
+def u64(v):
+    return struct.pack('<Q', v & 0xffffffffffffffff)
+
+
+def range_bytes(v, span):
+    """fz_range(lo, lo+span) reading v (v <= span): big-endian, as many bytes as span needs."""
+    n = 0
+    while n < 8 and (span >> (8 * n)) != 0:
+        n += 1
+    return v.to_bytes(n, 'big') if n else b''
+
+
+# --- faster / slower ---------------------------------------------------------
+
+
+def fast_msg(length, keep=False, chunks=1, flags=0, hold=0, worker=0, idx0=None, ask=None):
+    """A MSG (to a worker) or KEEP operation of target faster."""
+    out = u8(OP_KEEP if keep else OP_MSG)
+    out += u8(FAST_LENS.index(length))
+    out += u8(chunks - 1)
+    out += u8(flags)
+    if not keep:
+        out += u8(FAST_HOLDS.index(hold)) + u8(worker)
+    if flags & 2:
+        out += range_bytes(idx0, length)
+    if flags & 4:
+        out += range_bytes(ask, length + 1)
+    if chunks > 1:
+        # every chunk but the last takes half of what is left
+        left = length
+        for _ in range(chunks - 1):
+            out += range_bytes(left // 2, left)
+            left -= left // 2
+    return out
+
+
+def faster_head(cap, slots, policy=FALLBACK, wait=0):
+    pol = {FALLBACK: 0, FAIL: 6, WAIT: 7}[policy]
+    return u8(FAST_CAPS.index(cap)) + u8(FAST_SLOTS.index(slots)) + u8(pol) + u8(wait)
+
+
+def faster_seeds():
+    s = {}
+    # README case 1: exhaustion, then alloc mode.
+    s['readme1_exhaustion'] = (faster_head(1000, 8) + b''.join(fast_msg(100, keep=True) for _ in range(11)) +
+                               u8(OP_RELEASE_ALL) + u8(0))
+    # README case 2: every slice released, the pool restarts at 0.
+    s['readme2_reset'] = (faster_head(1000, 8) + b''.join(fast_msg(100, keep=True) for _ in range(8)) +
+                          u8(OP_RELEASE_ALL) + u8(1) + fast_msg(100, keep=True) + fast_msg(100, keep=True))
+    # README case 3: back -> front -> back.
+    s['readme3_back_front_back'] = (
+        faster_head(1024, 8) + b''.join(fast_msg(128, keep=True) for _ in range(8)) +
+        u8(OP_RELEASE) + u8(0) + u8(OP_RELEASE) + u8(0) +           # consume the first two
+        fast_msg(128, keep=True) + fast_msg(128, keep=True) +         # front mode
+        u8(OP_RELEASE) + u8(5) + u8(OP_RELEASE) + u8(4) +           # the last two of the back run
+        fast_msg(128, keep=True) + fast_msg(128, keep=True))          # back mode again
+    # Workers: many slices held for a while on other cores, some split, with
+    # danger_set_start and get_data_by_ref.
+    ops = b''
+    for i in range(24):
+        ops += fast_msg([64, 100, 1000, 4096, 1, 255][i % 6], chunks=1 + i % 3, flags=(6 if i % 4 == 0 else 0),
+                        hold=[0, 5, 20, 100][i % 4], worker=i % 3, idx0=3 if i % 4 == 0 else None,
+                        ask=50 if i % 4 == 0 else None)
+    s['workers_mixed'] = faster_head(65536, 8) + ops + u8(OP_DRAIN)
+    s['workers_64_slots'] = faster_head(4096, 64) + b''.join(
+        fast_msg(100, hold=50, worker=i % 3) for i in range(40)) + u8(OP_DRAIN)
+    s['one_slot'] = faster_head(256, 1) + b''.join(fast_msg(128, hold=5, worker=i % 3) for i in range(8))
+    # FAIL and WAIT pools: full, then too long for the pool.
+    s['fail_full'] = faster_head(256, 4, FAIL) + b''.join(fast_msg(100, keep=True) for _ in range(4)) + \
+        fast_msg(1000, hold=0) + u8(OP_RELEASE_ALL) + u8(0) + fast_msg(255, hold=1)
+    s['wait_workers'] = faster_head(1024, 4, WAIT, 1) + b''.join(
+        fast_msg(257, hold=100, worker=i % 3) for i in range(10))
+    # The 2^32 capacity, and 0.
+    s['cap_2_32'] = faster_head(1 << 32, 64) + b''.join(fast_msg(65536, hold=10, worker=i % 3) for i in range(6))
+    s['cap_0'] = faster_head(0, 8) + fast_msg(100, hold=1) + fast_msg(0) + u8(OP_EMPTY) + fast_msg(1, keep=True)
+    # Refused releases and destroy while slices are live.
+    s['stale_and_destroy'] = (faster_head(1024, 8) + fast_msg(100, keep=True) + fast_msg(100, keep=True) +
+                              u8(OP_RELEASE) + u8(0) + fast_msg(100, hold=20, worker=1) + u8(OP_STALE) + u8(0) +
+                              u8(OP_DESTROY) + u8(OP_RELEASE_ALL) + u8(0) + u8(OP_STALE) + u8(0))
+    # Writes through write()/write_all() in several chunks, in alloc mode.
+    s['write_chunks_alloc'] = faster_head(64, 2) + b''.join(
+        fast_msg(1000, chunks=3, flags=1, hold=2, worker=i % 3) for i in range(6))
+    return s
+
+
+def slower_msg(length, keep=False, chunks=1, flags=0, hold=0, worker=0, lclass=None):
+    out = u8(OP_KEEP if keep else OP_MSG)
+    if lclass is None:
+        lclass = 0 if length < 256 else 1 if length < 65536 else 2
+    out += u8(lclass)
+    if lclass == 0:
+        out += u8(length)
+    elif lclass == 1:
+        out += u16(length)
+    elif lclass == 2:
+        out += u16(length & 0xffff) + u8(length >> 16)
+    out += u8(chunks - 1) + u8(flags)
+    if not keep:
+        out += u16(hold) + u8(worker)
+    if chunks > 1:
+        left = length
+        for _ in range(chunks - 1):
+            out += range_bytes(left // 2, left)
+            left -= left // 2
+    return out
+
+
+def slower_head(cap_class, cap_bytes, slots, policy=FALLBACK, wait=0):
+    return u8(cap_class) + cap_bytes + u8(slots - 1) + u8(policy) + u8(wait)
+
+
+def slower_seeds():
+    s = {}
+    s['u32_cap_workers'] = slower_head(2, u32(3_000_000), 8) + b''.join(
+        slower_msg(300_000, chunks=4, hold=300, worker=i % 3) for i in range(6))
+    s['cap_2_32_big'] = slower_head(4, b'', 64) + b''.join(
+        slower_msg(1 << 20, chunks=8, hold=1000, worker=i % 3) for i in range(3))
+    s['just_below_2_32'] = slower_head(3, u8(1), 33) + b''.join(
+        slower_msg(70000, hold=50, worker=i % 3) for i in range(5))
+    s['u8_cap_alloc'] = slower_head(0, u8(200), 3) + b''.join(
+        slower_msg(150, hold=10, worker=i % 3, chunks=2) for i in range(10))
+    s['u16_cap_fail'] = slower_head(1, u16(5000), 5, FAIL) + b''.join(
+        slower_msg(1200, keep=(i % 2 == 0)) for i in range(8)) + u8(OP_RELEASE_ALL) + u8(1)
+    s['u16_cap_wait'] = slower_head(1, u16(4000), 2, WAIT, 3) + b''.join(
+        slower_msg(1500, hold=800, worker=i % 3) for i in range(6))
+    s['cap_relative'] = slower_head(1, u16(1000), 8) + b''.join(
+        u8(OP_MSG) + u8(3) + u8(k) + u8(d) + u8(0) + u8(0) + u16(20) + u8(1)
+        for k, d in [(0, 0), (0, 1), (1, 0xff), (2, 0), (2, 1), (3, 0x80)])
+    return s
+
+
+# --- cross_process -----------------------------------------------------------
+
+XCAPS = [0, 64, 256, 1000, 4096, 65536]
+
+
+def xhead(cap, slots, policy=WAIT, socket=False, no_uring=False, notify=0, two=False, c_no_uring=(0, 0),
+          ring_log=3, die=None, spins=(0, 0)):
+    cb = XCAPS.index(cap)
+    pb = {WAIT: 0, FAIL: 6, FALLBACK: 7}[policy]
+    fl = (1 if socket else 0) | (2 if no_uring else 0) | (notify << 2) | (16 if two else 0) | \
+        (c_no_uring[0] << 5) | (c_no_uring[1] << 6)
+    db = 0
+    if die is not None:
+        fl |= 128
+        who, after = die
+        db = 0x70 | ((after - 1) & 7) | (who << 7)
+    rb = ring_log  # entries = 2 << rb
+    sb = spins[0] | (spins[1] << 2)  # event loops stay off in seeds (known bug)
+    return u8(cb) + u8(slots - 1) + u8(pb) + u8(fl) + u8(rb) + u8(db) + u8(sb)
+
+
+def xmsg(length, chunks=1, targets=0, hold_units=0, more=False, flush=False):
+    """length is the payload after the 8-byte header; targets 0: c0, 1: c1, 2: both."""
+    if length < 256:
+        out = u8(0) + u8(length)
+    else:
+        out = u8(1) + u16(length)
+    out += u8(chunks - 1)
+    out += u8(targets) + u8(hold_units) + u8((1 if more else 0) | (2 if flush else 0))
+    if chunks > 1:  # the chunk sizes are read while writing
+        total = length + 8
+        left = total
+        for _ in range(chunks - 1):
+            out += range_bytes(left // 2, left)
+            left -= left // 2
+    return out
+
+
+def cross_process_seeds():
+    s = {}
+    s['ring_wait_one'] = xhead(4096, 8) + b''.join(xmsg(1000, hold_units=10) for _ in range(12))
+    s['ring_wait_two_fanout'] = xhead(4096, 8, two=True) + b''.join(
+        xmsg(500, chunks=2, targets=i % 3, hold_units=25) for i in range(16))
+    s['ring_full_small'] = xhead(1000, 4, ring_log=0) + b''.join(xmsg(100, hold_units=5) for _ in range(20))
+    s['batched_more_flush'] = xhead(65536, 16, two=True) + b''.join(
+        xmsg(2000, targets=2, more=(i % 4 != 3), flush=(i % 4 == 3)) for i in range(12))
+    s['socket_transport'] = xhead(4096, 8, socket=True, two=True) + b''.join(
+        xmsg(300, targets=i % 3, hold_units=3) for i in range(10))
+    s['notify_eventfd_syscalls'] = xhead(1000, 2, notify=1, no_uring=True, c_no_uring=(1, 0), two=True) + \
+        b''.join(xmsg(400, targets=2, hold_units=50) for _ in range(8))
+    s['notify_futex'] = xhead(1000, 2, notify=2) + b''.join(xmsg(400, hold_units=50) for _ in range(8))
+    s['fail_policy'] = xhead(256, 2, FAIL) + b''.join(xmsg(100, hold_units=20) for _ in range(8))
+    s['fallback_overflow'] = xhead(256, 2, FALLBACK, two=True) + b''.join(
+        xmsg(300, targets=i % 3, hold_units=5) for i in range(6))
+    s['fallback_overflow_socket'] = xhead(0, 1, FALLBACK, socket=True) + xmsg(100) + xmsg(5000, chunks=3)
+    s['too_long_for_pool'] = xhead(64, 1) + xmsg(100) + xmsg(40)
+    s['spin_none'] = xhead(4096, 64, spins=(1, 3), two=True) + b''.join(xmsg(64, targets=2) for _ in range(30))
+    s['consumer_dies'] = xhead(1000, 4, two=True, die=(1, 3)) + b''.join(
+        xmsg(200, targets=2, hold_units=10) for _ in range(10))
+    return s
+
+
+# --- descriptor --------------------------------------------------------------
+
+DESC_POOL = 0
+
+
+def desc(version=1, kind=0, slot=0, gen=0, region=0, off=0, length=0):
+    return u8(version) + u8(kind) + u16(slot) + u32(gen) + u64(region) + u64(off) + u64(length)
+
+
+def record(ctrl, raw, holder=None):
+    hsel = 0 if holder is None else (0x80 | holder)
+    return u8(ctrl) + u8(hsel) + raw
+
+
+PATCH_ALL = 1 | 2 | 4 | 8 | 16 | 32
+
+
+def desc_head(geom, lens, attach=None):
+    first = geom
+    if attach is not None:  # bit 7 asks for the attach section; first % 3 picks the geometry
+        first = next(v for v in range(0x80, 0x100) if v % 3 == geom)
+    caps = [65536, 4096, 0]
+    span = caps[geom] // 4 + 8
+    out = u8(first) + u8(len(lens)) + b''.join(range_bytes(l, span) for l in lens)
+    if attach is not None:
+        out += attach
+    return out
+
+
+def attach_section(fl, fl2, cap=4096, nslots=8, gen=5, holders=2, off=0, length=100, mask=0xff, extra=b''):
+    head = u32(0x32767368) + u32(1) + u64(cap) + u32(nslots) + u32(192 + 64 * 32) + u64(0x1234)
+    tmpl = u64((gen << 32) | holders) + u64(off) + u64(length) + u64(1)
+    return u8(fl) + u8(fl2) + head + u64(mask) + tmpl + extra
+
+
+def descriptor_seeds():
+    s = {}
+    # Live slices published to the phantom consumer, opened exactly.
+    s['valid_open_release'] = desc_head(0, [100, 2000, 5]) + b''.join(
+        record(PATCH_ALL | 0x40, desc(slot=i)) for i in range(3))
+    s['valid_open_keep'] = desc_head(1, [10, 20, 30, 40]) + b''.join(
+        record(PATCH_ALL, desc(slot=i)) for i in range(4))
+    # Off by a little: generation, offset, length, holder, version, kind.
+    s['near_misses'] = desc_head(0, [100, 200]) + (
+        record(PATCH_ALL, desc(slot=0, gen=0x20)) +          # generation +1 (raw[4] >> 5)
+        record(PATCH_ALL, desc(slot=0, off=0x10)) +          # offset +1 (raw[16] >> 4)
+        record(PATCH_ALL, desc(slot=1, length=0xf0)) +       # length -1
+        record(PATCH_ALL, desc(slot=1), holder=1) +           # the real consumer's bit
+        record(PATCH_ALL, desc(slot=1), holder=0) +           # holder 0
+        record(PATCH_ALL | 0x80, desc(slot=0, kind=1)) +      # OVERFLOW
+        record(PATCH_ALL & ~1, desc(version=2, slot=0)) +     # version 2
+        record(PATCH_ALL & ~2, desc(slot=0, region=7)) +      # another region
+        record(PATCH_ALL & ~4, desc(slot=0x3ff)))             # slot out of range
+    s['free_slots'] = desc_head(1, []) + b''.join(record(PATCH_ALL, desc(slot=i)) for i in range(8))
+    s['raw_garbage'] = desc_head(2, []) + record(0, b'\xff' * 32) + record(0, desc(length=1 << 63)) + \
+        record(2, desc(off=(1 << 64) - 1, length=2))
+    s['cap0_region'] = desc_head(2, []) + record(1 | 2 | 4, desc()) + record(1 | 2 | 4, desc(length=1))
+    # Control blocks given to region_attach.
+    valid = 1 | 2 | 4 | 8 | 16 | 64
+    opens = desc(version=0x80, slot=0) + desc(version=0x80, slot=1 << 8) + desc()  # raw[3]: the slot named
+    s['attach_valid'] = desc_head(1, [50], attach_section(valid, 0, extra=opens))
+    s['attach_writable_unsealed'] = desc_head(
+        0, [], attach_section(valid, 2 | 4, extra=u8(1 | 2 | 4) + opens))
+    s['attach_bad_magic'] = desc_head(0, [], attach_section(valid & ~1, 0))
+    s['attach_bad_size'] = desc_head(0, [], attach_section(valid & ~64, 0, extra=u16(100)))
+    s['attach_short_ctl'] = desc_head(0, [], attach_section(valid | 128, 0, extra=u16(64)))
+    s['attach_missing_seals'] = desc_head(0, [], attach_section(valid, 1 | 2, extra=u8(3) + u8(7)))
+    s['attach_bad_fds'] = desc_head(0, [], attach_section(valid, 16))
+    s['attach_pipe_fd'] = desc_head(0, [], attach_section(valid, 48))
+    s['attach_cap_2_32'] = desc_head(0, [], attach_section(1 | 2 | 4 | 8 | 32 | 64, 0, extra=opens))
+    return s
+
+
+# --- frame_decoder -----------------------------------------------------------
+
+
+def frame(ext, mtype, payload):
+    n = len(payload)
+    return struct.pack('<HB', ext, mtype) + bytes([n & 0xff, (n >> 8) & 0xff, n >> 16]) + payload
+
+
+def fd_head(capsel, slots, policy=FALLBACK, wait=0, maxp=(0, b''), hold=0, modes=0, mult=0,
+            chunks=(1, 5, 17, 255), cap16=None):
+    """capsel 0..6: 0, 6, 7, 64, 256, 4096, 65536 bytes; 7: cap16."""
+    pb = next(v for v in range(256) if v % 3 == policy and (v >> 2) & 1 == wait)
+    out = u8(capsel)
+    if capsel == 7:
+        out += u16(cap16)
+    return (out + u8(slots - 1) + u8(pb) + u8(maxp[0]) + maxp[1] + u8(hold) + u8(modes) + u8(mult) +
+            bytes(chunks))
+
+
+def stream(n):
+    out = b''
+    for i in range(n):
+        out += frame(0x8000 * (i % 2) | i, i & 0xff, bytes((i * 7 + j) & 0xff for j in range((i * 37) % 97)))
+    return out
+
+
+def frame_decoder_seeds():
+    s = {}
+    st = stream(12)
+    s['pool_memory_chunks'] = fd_head(5, 8, hold=3) + st
+    s['pipe_both'] = fd_head(5, 8, hold=2, modes=3, chunks=(3, 64, 0, 7)) + st
+    s['fail_pool_held'] = fd_head(1, 4, FAIL, hold=8) + st  # capacity 6: only empty frames fit
+    s['fail_pool_64'] = fd_head(3, 2, FAIL, hold=8, chunks=(255, 255, 255, 255), mult=2) + stream(6)
+    s['wait_pool'] = fd_head(4, 3, WAIT, 1, hold=5) + st
+    s['max_payload_small'] = fd_head(5, 8, maxp=((20 << 2) | 1, b''), hold=1) + frame(1, 2, b'x' * 20) + \
+        frame(1, 3, b'y' * 21) + frame(1, 4, b'')
+    s['max_payload_u16_pipe'] = fd_head(6, 8, maxp=(2, u16(1000)), modes=1) + frame(0, 0, b'a' * 1000) + \
+        frame(0, 0, b'b' * 1001)
+    s['max_payload_invalid'] = fd_head(6, 8, maxp=(3, u32(0xffffffff))) + st
+    s['truncated'] = fd_head(5, 8, modes=2) + st + frame(5, 5, b'z' * 40)[:30]
+    s['partial_header'] = fd_head(5, 8, modes=1) + st[:200] + b'\x01\x02\x03'
+    s['empty_frames'] = fd_head(2, 64, FAIL, hold=8) + frame(0, 0, b'') * 20
+    s['huge_length'] = fd_head(5, 8, chunks=(1, 1, 1, 1)) + b'\x00\x80\x01\xff\xff\xff' + b'abc'
+    s['cap_u16_alloc'] = fd_head(7, 2, hold=2, chunks=(200, 9, 1, 0), cap16=700) + stream(10)
+    return s
+
+
+# --- regression inputs (fuzz/regress/) ----------------------------------------
+# Minimal inputs for the library bugs the targets found; see fuzz/regress/README.md.
+
+
+def regress_inputs():
+    r = {}
+    # descriptor: the same descriptor opened twice for one holder gives two
+    # slices; releasing both refuses the second (-EALREADY) but the handle
+    # still counts it open: region_detach() is -EBUSY forever.
+    r[('descriptor', 'double_open_detach_ebusy')] = desc_head(0, [8] * 8) + \
+        record(PATCH_ALL, desc(slot=0)) + record(PATCH_ALL, desc(slot=0))
+    # cross_process: an event-loop consumer (prepare_wait, poll(consumer_fd),
+    # recv(c, s, 0)) is woken once through the wake eventfd, which nothing
+    # ever drains: consumer_fd() stays readable and the loop spins.
+    sb = 1 << 4  # event loop for consumer 0, default spin
+    head = u8(XCAPS.index(256)) + u8(0) + u8(0) + u8(0) + u8(3) + u8(0) + u8(sb)  # 1 slot, WAIT
+    r[('cross_process', 'event_loop_eventfd_never_drained')] = head + b''.join(
+        xmsg(100, hold_units=50) for _ in range(12))
+    return r
+
+
+TARGETS = {
+    'faster': faster_seeds,
+    'slower': slower_seeds,
+    'cross_process': cross_process_seeds,
+    'descriptor': descriptor_seeds,
+    'frame_decoder': frame_decoder_seeds,
+}
+
+
+def main(argv):
+    if argv[1:] == ['--regress']:
+        for (target, name), data in sorted(regress_inputs().items()):
+            d = os.path.join(HERE, 'regress', target)
+            os.makedirs(d, exist_ok=True)
+            with open(os.path.join(d, name), 'wb') as f:
+                f.write(data)
+            print(f'regress/{target}/{name}: {len(data)} bytes')
+        return 0
+    names = argv[1:] or list(TARGETS)
+    for name in names:
+        seeds = TARGETS[name]()
+        d = os.path.join(HERE, 'corpus', name)
+        os.makedirs(d, exist_ok=True)
+        for f in os.listdir(d):
+            os.unlink(os.path.join(d, f))
+        total = 0
+        for seed_name, data in sorted(seeds.items()):
+            with open(os.path.join(d, seed_name), 'wb') as f:
+                f.write(data)
+            total += len(data)
+        print(f'{name}: {len(seeds)} seeds, {total} bytes')
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main(sys.argv))

@@ -17,10 +17,17 @@
  *                  per-message median/p99 are the gaps between consecutive
  *                  receipts.
  *
+ *   ipc-fanout     one producer publishing each slice to 1, 2 and 4 consumer
+ *                  processes (sv2shm_producer_publish with n ids; the socket
+ *                  reference sends a copy to each); msgs_per_s counts messages
+ *                  that reached every consumer.
+ *
  * Contenders: memfd-spin and memfd-futex (raw references written here: a
  * memfd with a ring of slots and two sequence words, spinning or sleeping on
  * them), uds-seqpacket and pipe (the bytes copied through the kernel, a
- * 1-byte ack back), and sv2shm in several configurations.
+ * 1-byte ack back), sv2shm in several configurations, and iceoryx (its C
+ * binding, ipc_iox.c; only when built with it and iox-roudi starts: RouDi
+ * is started here and stopped at the end).
  *
  * Method: for each bench and size every contender runs in interleaved rounds
  * (a fresh consumer process per round), so background load and the VM's
@@ -38,6 +45,7 @@
 #define _GNU_SOURCE 1
 #endif
 
+#include "ipc_iox.h"
 #include "report.h"
 
 #include <sv2shm/ipc.h>
@@ -105,10 +113,10 @@ static void on_alarm(int sig)
 /* Contenders                                                                 */
 /* ------------------------------------------------------------------------- */
 
-enum chan_kind { CH_MEMFD_SPIN, CH_MEMFD_FUTEX, CH_UDS, CH_PIPE, CH_SV2SHM };
-enum bench_kind { BENCH_RT, BENCH_STREAM };
+enum chan_kind { CH_MEMFD_SPIN, CH_MEMFD_FUTEX, CH_UDS, CH_PIPE, CH_SV2SHM, CH_IOX };
+enum bench_kind { BENCH_RT, BENCH_STREAM, BENCH_FANOUT };
 
-static const char *const bench_names[] = {"ipc-roundtrip", "ipc-stream"};
+static const char *const bench_names[] = {"ipc-roundtrip", "ipc-stream", "ipc-fanout"};
 
 struct contender {
 	const char *name;
@@ -129,8 +137,16 @@ static const struct contender contenders[] = {
 	{"sv2shm-eventfd", CH_SV2SHM, SV2SHM_SPIN_NONE, SV2SHM_NOTIFY_EVENTFD, false, "memfd-futex"},
 	{"sv2shm-futex", CH_SV2SHM, SV2SHM_SPIN_NONE, SV2SHM_NOTIFY_FUTEX, false, "memfd-futex"},
 	{"sv2shm-syscall", CH_SV2SHM, SV2SHM_SPIN_NONE, SV2SHM_NOTIFY_DEFAULT, true, "memfd-futex"},
+	/* Eclipse iceoryx through its C binding: polls 50 us (sv2shm's default
+	 * spin budget), then sleeps on a wait set. */
+	{"iceoryx", CH_IOX, 50, 0, false, "memfd-spin"},
 };
 #define NCONTENDERS (sizeof(contenders) / sizeof(contenders[0]))
+
+/* What to run: --bench picks from ipc-roundtrip, ipc-stream, ipc-fanout, idle. */
+struct ipc_cfg {
+	bool on[4]; /* indexed by enum bench_kind, then 3 = idle */
+};
 
 static const size_t sizes[] = {64, 1024, 16384, 65536};
 #define NSIZES (sizeof(sizes) / sizeof(sizes[0]))
@@ -160,6 +176,8 @@ struct child_result {
 	uint64_t cpu_ns;        /* idle test */
 	uint64_t wall_ns;
 	int idle_rc;
+	int prc;                /* iceoryx: the producer child's result */
+	char perr[ERR_LEN];     /* iceoryx: the producer child's error */
 	uint64_t t[];           /* stream: receipt time of each message */
 };
 
@@ -184,6 +202,8 @@ struct chan {
 	int prod_id;
 	char prod_notify[64];
 	struct sv2shm_pool_stats pool_stats;
+	/* iceoryx */
+	char iox_instance[64];
 };
 
 static int errf(char *err, const char *fmt, ...) BENCH_PRINTF(2, 3);
@@ -727,6 +747,62 @@ static int sv2shm_consume(struct chan *ch)
 }
 
 /* ------------------------------------------------------------------------- */
+/* iceoryx (ipc_iox.c): both sides in forked children                         */
+/* ------------------------------------------------------------------------- */
+
+static void iox_fill(uint8_t *p, size_t len, uint64_t i)
+{
+	memset(p, msg_byte(i), len);
+}
+
+static void iox_check(void *ctx, const uint8_t *p, size_t len, size_t want, uint64_t i)
+{
+	check_msg(ctx, p, len, want, i);
+}
+
+static int iox_setup(struct chan *ch)
+{
+	static unsigned run;
+	snprintf(ch->iox_instance, sizeof(ch->iox_instance), "run-%d-%u", (int)getpid(), ++run);
+	return 0;
+}
+
+static void iox_side_init(struct chan *ch, struct iox_side *s, char *err)
+{
+	memset(s, 0, sizeof(*s));
+	s->size = ch->rp->size;
+	s->total = ch->rp->total;
+	s->rt = ch->rp->bench == BENCH_RT;
+	s->in_flight = ch->rp->nslots;
+	s->instance = ch->iox_instance;
+	s->spin_us = ch->c->spin_us;
+	s->fill = iox_fill;
+	s->check = iox_check;
+	s->ctx = ch->res;
+	s->received = &ch->res->received;
+	s->t_recv = ch->res->t;
+	s->alarm = &g_alarm;
+	s->wait_timeout_ns = WAIT_TIMEOUT_NS;
+	s->err = err;
+	s->errlen = ERR_LEN;
+}
+
+static int iox_produce(struct chan *ch, uint64_t *t_acq)
+{
+	struct iox_side s;
+	iox_side_init(ch, &s, ch->err);
+	s.t_acq = t_acq;
+	return iox_bench_produce(&s);
+}
+
+static int iox_consume(struct chan *ch)
+{
+	struct iox_side s;
+	iox_side_init(ch, &s, ch->res->err);
+	return iox_bench_consume(&s);
+}
+
+/* ------------------------------------------------------------------------- */
 /* One run: fork the consumer, produce, reap                                  */
 /* ------------------------------------------------------------------------- */
 
@@ -755,6 +831,8 @@ static int chan_setup(struct chan *ch, struct bench_report *rep)
 		return pipe_setup(ch, rep);
 	case CH_SV2SHM:
 		return sv2shm_setup(ch);
+	case CH_IOX:
+		return iox_setup(ch);
 	}
 	return errf(ch->err, "unknown contender kind");
 }
@@ -784,6 +862,8 @@ static int chan_produce(struct chan *ch, uint64_t *t_acq)
 		return copy_produce(ch, t_acq);
 	case CH_SV2SHM:
 		return sv2shm_produce(ch, t_acq);
+	case CH_IOX:
+		return iox_produce(ch, t_acq);
 	}
 	return errf(ch->err, "unknown contender kind");
 }
@@ -799,6 +879,8 @@ static int chan_consume(struct chan *ch)
 		return copy_consume(ch);
 	case CH_SV2SHM:
 		return sv2shm_consume(ch);
+	case CH_IOX:
+		return iox_consume(ch);
 	}
 	return errf(ch->res->err, "unknown contender kind");
 }
@@ -914,14 +996,18 @@ static int run_one(const struct contender *c, const struct run_params *rp, struc
 		return -1;
 	}
 	memset(res, 0, res_len); /* pre-fault the timestamps too */
-	uint64_t *t_acq = calloc(rp->total, sizeof(*t_acq));
+	/* Shared: the iceoryx producer runs in a child too. */
+	size_t t_acq_len = rp->total * sizeof(uint64_t);
+	uint64_t *t_acq = mmap(NULL, t_acq_len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
 	struct chan ch;
 	chan_init(&ch, c, rp, res);
 	int rc = -1;
-	if (!t_acq) {
+	if (t_acq == MAP_FAILED) {
+		t_acq = NULL;
 		bench_report_note(rep, "%s %s %s: out of memory", bname, c->name, szs);
 		goto out;
 	}
+	memset(t_acq, 0, t_acq_len);
 	if (chan_setup(&ch, rep) < 0) {
 		bench_report_note(rep, "%s %s %s: setup: %s", bname, c->name, szs, ch.err);
 		chan_teardown(&ch);
@@ -941,16 +1027,50 @@ static int run_one(const struct contender *c, const struct run_params *rp, struc
 		child_start(parent, rp->cpu_consumer, res->err);
 		chan_keep_side(&ch, false);
 		res->rc = chan_consume(&ch);
+		if (c->kind == CH_IOX)
+			exit(res->rc == 0 ? 0 : 1); /* see the producer child */
 		_exit(res->rc == 0 ? 0 : 1);
 	}
 	chan_keep_side(&ch, true);
 	g_alarm = 0;
 	alarm(RUN_TIMEOUT_S);
-	int pr = chan_produce(&ch, t_acq);
+	int pr;
+	pid_t ppid_child = -1;
+	int pstatus = 0;
+	char preap_err[ERR_LEN] = "";
+	if (c->kind == CH_IOX) {
+		/* The iceoryx runtime is a per-process singleton: this process
+		 * never initialises it; a second child is the producer. */
+		ppid_child = fork();
+		if (ppid_child < 0) {
+			pr = errf(ch.err, "fork (producer): %s", strerror(errno));
+		} else if (ppid_child == 0) {
+			child_start(parent, -1, res->perr); /* keeps the producer's CPU */
+			res->prc = chan_produce(&ch, t_acq);
+			if (res->prc < 0)
+				snprintf(res->perr, sizeof(res->perr), "%s", ch.err);
+			/* exit(), not _exit(): iceoryx's runtime deregisters from
+			 * RouDi in its static destructor (stdio was flushed before
+			 * the fork). */
+			exit(res->prc == 0 ? 0 : 1);
+		} else {
+			int rr0 = reap(ppid_child, false, &pstatus, preap_err);
+			bool ok = rr0 == 0 && WIFEXITED(pstatus) && WEXITSTATUS(pstatus) == 0 && res->prc == 0;
+			pr = ok ? 0 : errf(ch.err, "producer child: %s%s%s", res->perr[0] ? res->perr : "failed",
+					   preap_err[0] ? "; " : "", preap_err);
+		}
+	} else {
+		pr = chan_produce(&ch, t_acq);
+	}
 	int status = 0;
 	char reap_err[ERR_LEN] = "";
 	int rr = reap(pid, pr < 0, &status, reap_err);
 	alarm(0);
+	if (c->kind == CH_IOX) { /* a killed iceoryx child leaves its socket in /tmp */
+		iox_cleanup_child((int)pid, 'c');
+		if (ppid_child > 0)
+			iox_cleanup_child((int)ppid_child, 'p');
+	}
 	int tr = chan_teardown(&ch);
 
 	char st[96];
@@ -984,7 +1104,8 @@ static int run_one(const struct contender *c, const struct run_params *rp, struc
 	out->pool_stats = ch.pool_stats;
 	rc = 0;
 out:
-	free(t_acq);
+	if (t_acq)
+		munmap(t_acq, t_acq_len);
 	if (munmap(res, res_len) != 0)
 		bench_report_note(rep, "munmap(results): %s", strerror(errno));
 	return rc;
@@ -1101,6 +1222,297 @@ static int run_block(struct bench_report *rep, enum bench_kind bk, size_t size, 
 out:
 	for (size_t k = 0; k < NCONTENDERS; k++)
 		free(pool[k]);
+	return rc;
+}
+
+
+/* ------------------------------------------------------------------------- */
+/* ipc-fanout: one producer, each slice to 1, 2 and 4 consumer processes      */
+/* ------------------------------------------------------------------------- */
+
+#define MAX_FANOUT 4u
+static const size_t fanout_sizes[] = {1024, 16384};
+#define NFANOUT_SIZES (sizeof(fanout_sizes) / sizeof(fanout_sizes[0]))
+static const unsigned fanout_ns[] = {1, 2, 4};
+#define NFANOUT_NS (sizeof(fanout_ns) / sizeof(fanout_ns[0]))
+/* Messages per (size, consumers) over all rounds (--quick: a tenth). */
+static const uint64_t fanout_count[NFANOUT_SIZES] = {100000, 30000};
+#define FANOUT_ROUNDS 5u
+#define QUICK_FANOUT_ROUNDS 3u
+/* sv2shm (default spin budget, and blocking: no spinning consumers sharing a
+ * CPU), and the socket copy as the reference: one send per consumer. */
+static const char *const fanout_contenders[] = {"sv2shm", "sv2shm-blocking", "uds-seqpacket"};
+#define NFANOUT_CONTENDERS (sizeof(fanout_contenders) / sizeof(fanout_contenders[0]))
+
+/* The sv2shm producer of a fan-out run: publish every slice to all ids. */
+static int fanout_sv2shm_produce(struct chan *ch, unsigned n, const struct run_params *rp, int *ids,
+				 struct sv2shm_pool_stats *ps)
+{
+	struct sv2shm_producer_options o;
+	sv2shm_producer_opts(ch[0].c, rp, &o);
+	int r = sv2shm_producer_new(&o, &ch[0].prod);
+	if (r < 0) {
+		for (unsigned k = 0; k < n; k++)
+			close_fd(&ch[k].sv[0]);
+		return errf(ch[0].err, "sv2shm_producer_new() returned %d (%s)", r, sv2shm_strerror(r));
+	}
+	for (unsigned k = 0; k < n; k++) {
+		int sock = ch[k].sv[0];
+		ch[k].sv[0] = -1;
+		ids[k] = sv2shm_producer_add_consumer(ch[0].prod, sock);
+		if (ids[k] < 0)
+			return errf(ch[0].err, "sv2shm_producer_add_consumer() returned %d (%s)", ids[k],
+				    sv2shm_strerror(ids[k]));
+	}
+	struct sv2shm_buffer *b = sv2shm_producer_buffer(ch[0].prod);
+	for (uint64_t i = 0; i < rp->total; i++) {
+		uint8_t *w = sv2shm_buffer_get_writable(b, rp->size);
+		if (!w) {
+			int e = sv2shm_buffer_last_error(b);
+			return errf(ch[0].err, "message %llu: sv2shm_buffer_get_writable() returned NULL (%s)",
+				    (unsigned long long)i, sv2shm_strerror(e));
+		}
+		memset(w, msg_byte(i), rp->size);
+		struct sv2shm_slice s;
+		r = sv2shm_buffer_get_data_owned(b, &s);
+		if (r < 0)
+			return errf(ch[0].err, "message %llu: get_data_owned() returned %d", (unsigned long long)i, r);
+		uint64_t deadline = 0;
+		for (;;) {
+			r = sv2shm_producer_publish(ch[0].prod, &s, ids, n, 0);
+			if (r != -EAGAIN)
+				break;
+			uint64_t now = bench_now_ns();
+			if (!deadline)
+				deadline = now + WAIT_TIMEOUT_NS;
+			else if (now > deadline || g_alarm)
+				break;
+			cpu_relax();
+		}
+		if (r < 0) {
+			sv2shm_slice_release(&s);
+			return errf(ch[0].err, "message %llu: sv2shm_producer_publish(%u ids) returned %d (%s)",
+				    (unsigned long long)i, n, r, sv2shm_strerror(r));
+		}
+	}
+	if (sv2shm_pool_stats(sv2shm_producer_pool(ch[0].prod), ps) != 0)
+		memset(ps, 0, sizeof(*ps));
+	return 0;
+}
+
+/* The socket reference: every message sent to each consumer in turn. */
+static int fanout_uds_produce(struct chan *ch, unsigned n, const struct run_params *rp)
+{
+	uint8_t *buf = ch[0].buf;
+	for (uint64_t i = 0; i < rp->total; i++) {
+		memset(buf, msg_byte(i), rp->size);
+		for (unsigned k = 0; k < n; k++)
+			if (send_all(ch[k].sv[0], buf, rp->size, true, ch[0].err, "producer: sending a message") < 0)
+				return -1;
+	}
+	return 0;
+}
+
+/*
+ * One fan-out run: n consumer children, each reading every byte of every
+ * message. gaps[0..count): the time between consecutive messages having
+ * reached every consumer. Returns 0, or -1 after a note.
+ */
+static int fanout_one(const struct contender *c, size_t size, unsigned n, const struct run_params *rp,
+		      struct bench_report *rep, uint64_t *gaps, double *mps, struct sv2shm_pool_stats *ps)
+{
+	char szs[32];
+	bench_fmt_size(size, szs, sizeof(szs));
+	struct chan ch[MAX_FANOUT];
+	struct child_result *res[MAX_FANOUT] = {NULL};
+	pid_t pids[MAX_FANOUT];
+	size_t res_len = sizeof(struct child_result) + rp->total * sizeof(uint64_t);
+	int rc = -1, pr = -1;
+	unsigned started = 0;
+	bool ok = false;
+	char why[ERR_LEN * 2] = "";
+	size_t wo = 0;
+	memset(ps, 0, sizeof(*ps));
+	for (unsigned k = 0; k < n; k++) {
+		res[k] = mmap(NULL, res_len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+		if (res[k] == MAP_FAILED) {
+			res[k] = NULL;
+			bench_report_note(rep, "ipc-fanout %s %s x%u: mmap: %s", c->name, szs, n, strerror(errno));
+			goto out;
+		}
+		memset(res[k], 0, res_len);
+		chan_init(&ch[k], c, rp, res[k]);
+		int sr = c->kind == CH_UDS ? uds_setup(&ch[k]) : sv2shm_setup(&ch[k]);
+		if (sr < 0) {
+			bench_report_note(rep, "ipc-fanout %s %s x%u: setup: %s", c->name, szs, n, ch[k].err);
+			n = k + 1; /* tear down what exists */
+			goto teardown;
+		}
+	}
+	fflush(stdout);
+	fflush(stderr);
+	pid_t parent = getpid();
+	for (unsigned k = 0; k < n; k++) {
+		pids[k] = fork();
+		if (pids[k] < 0) {
+			bench_report_note(rep, "ipc-fanout %s %s x%u: fork: %s", c->name, szs, n, strerror(errno));
+			goto reap_all;
+		}
+		if (pids[k] == 0) {
+			child_start(parent, rp->cpu_consumer, res[k]->err);
+			for (unsigned j = 0; j < n; j++) {
+				if (j == k)
+					chan_keep_side(&ch[j], false);
+				else
+					for (int e = 0; e < 2; e++)
+						close_fd(&ch[j].sv[e]);
+			}
+			res[k]->rc = chan_consume(&ch[k]);
+			_exit(res[k]->rc == 0 ? 0 : 1);
+		}
+		started++;
+	}
+	for (unsigned k = 0; k < n; k++)
+		chan_keep_side(&ch[k], true);
+	g_alarm = 0;
+	alarm(RUN_TIMEOUT_S);
+	int ids[MAX_FANOUT];
+	pr = c->kind == CH_UDS ? fanout_uds_produce(ch, n, rp) : fanout_sv2shm_produce(ch, n, rp, ids, ps);
+reap_all:
+	ok = started == n && pr == 0;
+	if (started == n && pr < 0)
+		wo += (size_t)snprintf(why + wo, sizeof(why) - wo, "[producer] %s", ch[0].err);
+	for (unsigned k = 0; k < started; k++) {
+		int status = 0;
+		char reap_err[ERR_LEN] = "";
+		int rr = reap(pids[k], pr < 0, &status, reap_err);
+		bool child_ok = rr == 0 && WIFEXITED(status) && WEXITSTATUS(status) == 0 && res[k]->rc == 0 &&
+				res[k]->received == rp->total && res[k]->bad == 0;
+		if (!child_ok) {
+			ok = false;
+			char st[96];
+			describe_status(status, st, sizeof(st));
+			if (wo < sizeof(why))
+				wo += (size_t)snprintf(why + wo, sizeof(why) - wo, "%s[consumer %u, %s] %s, %llu of %llu "
+							 "received, %llu bad %s%s",
+						       wo ? "; " : "", k, st, res[k]->err[0] ? res[k]->err : "no error",
+						       (unsigned long long)res[k]->received, (unsigned long long)rp->total,
+						       (unsigned long long)res[k]->bad, res[k]->bad_detail, reap_err);
+		}
+	}
+	alarm(0);
+teardown:
+	for (unsigned k = 0; k < n; k++) {
+		if (chan_teardown(&ch[k]) < 0) {
+			ok = false;
+			bench_report_note(rep, "ipc-fanout %s %s x%u: teardown: %s", c->name, szs, n, ch[k].err);
+		}
+	}
+	if (!ok) {
+		if (why[0])
+			bench_report_note(rep, "ipc-fanout %s %s x%u: FAILED: %s", c->name, szs, n, why);
+		goto out;
+	}
+	/* A message is delivered when its last consumer has it. */
+	uint64_t prev = 0, first = 0, last = 0;
+	for (uint64_t i = rp->warmup; i <= rp->warmup + rp->count; i++) {
+		uint64_t done = 0;
+		for (unsigned k = 0; k < n; k++)
+			if (res[k]->t[i] > done)
+				done = res[k]->t[i];
+		if (i == rp->warmup)
+			first = done;
+		else
+			gaps[i - rp->warmup - 1] = done >= prev ? done - prev : 0;
+		prev = done;
+		last = done;
+	}
+	*mps = last > first ? (double)rp->count * 1e9 / (double)(last - first) : NAN;
+	rc = 0;
+out:
+	for (unsigned k = 0; k < MAX_FANOUT; k++)
+		if (res[k])
+			munmap(res[k], res_len);
+	return rc;
+}
+
+/* Every (size, consumers) of the fan-out bench, contenders interleaved by round. */
+static int run_fanout(struct bench_report *rep, bool quick, int cpu_consumer)
+{
+	int rc = 0;
+	unsigned rounds = quick ? QUICK_FANOUT_ROUNDS : FANOUT_ROUNDS;
+	for (size_t si = 0; si < NFANOUT_SIZES; si++) {
+		for (size_t ni = 0; ni < NFANOUT_NS; ni++) {
+			size_t size = fanout_sizes[si];
+			unsigned n = fanout_ns[ni];
+			struct run_params rp;
+			memset(&rp, 0, sizeof(rp));
+			rp.bench = BENCH_STREAM; /* consumers record receipt times */
+			rp.size = size;
+			rp.count = fanout_count[si] / (quick ? 10 : 1) / rounds;
+			if (rp.count < 10)
+				rp.count = 10;
+			rp.warmup = rp.count / 10 > 100 ? rp.count / 10 : 100;
+			rp.total = rp.warmup + rp.count + 1;
+			rp.nslots = STREAM_SLOTS;
+			rp.nbufs = 2 * STREAM_SLOTS;
+			rp.cpu_consumer = cpu_consumer; /* every consumer on the consumer CPU */
+			char szs[32];
+			bench_fmt_size(size, szs, sizeof(szs));
+			uint64_t *pool[NFANOUT_CONTENDERS] = {NULL};
+			double mps[NFANOUT_CONTENDERS][MAX_ROUNDS];
+			bool bad[NFANOUT_CONTENDERS] = {false};
+			uint64_t from_system = 0;
+			for (size_t k = 0; k < NFANOUT_CONTENDERS; k++) {
+				pool[k] = malloc(rounds * rp.count * sizeof(uint64_t));
+				if (!pool[k])
+					bad[k] = true;
+			}
+			uint64_t t0 = bench_now_ns();
+			for (unsigned r = 0; r < rounds; r++) {
+				bench_progress("%-14s %7s x%u round %u/%u:", "ipc-fanout", szs, n, r + 1, rounds);
+				for (size_t k = 0; k < NFANOUT_CONTENDERS; k++) {
+					if (bad[k])
+						continue;
+					const struct contender *c = &contenders[contender_index(fanout_contenders[k])];
+					struct sv2shm_pool_stats ps;
+					if (fanout_one(c, size, n, &rp, rep, pool[k] + (size_t)r * rp.count, &mps[k][r],
+						       &ps) < 0) {
+						bad[k] = true;
+						rc = -1;
+						bench_progress(" %s FAILED", c->name);
+						continue;
+					}
+					from_system += ps.from_system;
+					bench_progress(" %s", c->name);
+				}
+				bench_progress("\n");
+			}
+			for (size_t k = 0; k < NFANOUT_CONTENDERS; k++) {
+				if (!bad[k]) {
+					struct bench_stats st;
+					bench_stats_compute(pool[k], rounds * rp.count, &st);
+					qsort(mps[k], rounds, sizeof(double), cmp_double);
+					double m = rounds % 2 ? mps[k][rounds / 2]
+							      : (mps[k][rounds / 2 - 1] + mps[k][rounds / 2]) / 2.0;
+					struct bench_row *row = bench_report_add_row(rep, "ipc-fanout", fanout_contenders[k],
+										     size, st.median_ns, st.p99_ns, m);
+					if (row) {
+						row->consumers = n;
+						row->samples = st.n;
+						row->per_msg_ns = m > 0 ? 1e9 / m : NAN;
+					}
+					bench_progress("  %-16s x%u median %9.0f ns  p99 %9.0f ns  %11.0f msgs/s\n",
+						       fanout_contenders[k], n, st.median_ns, st.p99_ns, m);
+				}
+				free(pool[k]);
+			}
+			if (from_system)
+				bench_report_note(rep, "ipc-fanout sv2shm %s x%u: %llu slices from system memory", szs, n,
+						  (unsigned long long)from_system);
+			bench_progress("  (%.1f s)\n", (double)(bench_now_ns() - t0) / 1e9);
+		}
+	}
 	return rc;
 }
 
@@ -1237,10 +1649,32 @@ static int probe_sv2shm(const struct contender *c)
 	return r < 0 ? r : 0;
 }
 
+/* The fan-out row of (contender, size, consumers), or NULL. */
+static struct bench_row *find_fanout(struct bench_report *rep, const char *who, uint64_t size, unsigned n)
+{
+	for (size_t i = 0; i < rep->nrows; i++) {
+		struct bench_row *row = &rep->rows[i];
+		if (row->size == size && row->consumers == n && strcmp(row->bench, bench_names[BENCH_FANOUT]) == 0 &&
+		    strcmp(row->contender, who) == 0)
+			return row;
+	}
+	return NULL;
+}
+
 static void add_ratios(struct bench_report *rep)
 {
 	for (size_t i = 0; i < rep->nrows; i++) {
 		struct bench_row *row = &rep->rows[i];
+		if (strcmp(row->bench, bench_names[BENCH_FANOUT]) == 0) {
+			if (strcmp(row->contender, "uds-seqpacket") == 0)
+				continue;
+			struct bench_row *ref = find_fanout(rep, "uds-seqpacket", row->size, row->consumers);
+			if (ref && ref->msgs_per_s > 0 && !isnan(row->msgs_per_s)) {
+				row->ratio = row->msgs_per_s / ref->msgs_per_s;
+				snprintf(row->ratio_vs, sizeof(row->ratio_vs), "uds-seqpacket");
+			}
+			continue;
+		}
 		if (strcmp(row->bench, bench_names[BENCH_STREAM]) == 0) {
 			if (strcmp(row->contender, "uds-seqpacket") == 0)
 				continue;
@@ -1283,8 +1717,9 @@ static void target_ratio(struct bench_report *rep, const char *name, enum bench_
 		snprintf(t->note, sizeof(t->note), "%s %.0f vs %s %.0f msgs/s", who, a->msgs_per_s, ref, b->msgs_per_s);
 }
 
-static void add_targets(struct bench_report *rep, double idle_cpu_ms)
+static void add_targets(struct bench_report *rep, double idle_cpu_ms, const struct ipc_cfg *cfg)
 {
+	if (cfg->on[BENCH_RT]) {
 	target_ratio(rep, "spinning round trip within 2x of memfd-spin at 64 B", BENCH_RT, "sv2shm", "memfd-spin", 64,
 		     2.0, false);
 	target_ratio(rep, "spinning round trip within 2x of memfd-spin at 16 KiB", BENCH_RT, "sv2shm", "memfd-spin",
@@ -1293,14 +1728,82 @@ static void add_targets(struct bench_report *rep, double idle_cpu_ms)
 		     "memfd-futex", 64, 1.25, false);
 	target_ratio(rep, "blocking round trip within 1.25x of memfd-futex at 16 KiB", BENCH_RT, "sv2shm-blocking",
 		     "memfd-futex", 16384, 1.25, false);
-	target_ratio(rep, "streaming at 16 KiB at least 3x the socket copy's throughput", BENCH_STREAM, "sv2shm",
-		     "uds-seqpacket", 16384, 3.0, true);
+	}
+	if (cfg->on[BENCH_STREAM])
+		target_ratio(rep, "streaming at 16 KiB at least 3x the socket copy's throughput", BENCH_STREAM, "sv2shm",
+			     "uds-seqpacket", 16384, 3.0, true);
+	if (!cfg->on[3])
+		return;
 	char name[160];
 	snprintf(name, sizeof(name), "idle consumer CPU after spin budget (ms of CPU per %d ms idle, ~0)", IDLE_MS);
 	struct bench_target *t = bench_report_add_target(rep, name, idle_cpu_ms, IDLE_LIMIT_MS, false, "ms");
 	if (t)
 		snprintf(t->note, sizeof(t->note), "limit %.0f ms = %.0f%% of one CPU", IDLE_LIMIT_MS,
 			 IDLE_LIMIT_MS * 100.0 / IDLE_MS);
+}
+
+/* sv2shm against iceoryx, where both ran. */
+static void note_iceoryx(struct bench_report *rep)
+{
+	char line[900];
+	size_t o = 0;
+	for (int bk = BENCH_RT; bk <= BENCH_STREAM; bk++) {
+		for (size_t s = 0; s < NSIZES && o < sizeof(line); s++) {
+			const struct bench_row *a = bench_report_find(rep, bench_names[bk], "sv2shm", sizes[s]);
+			const struct bench_row *b = bench_report_find(rep, bench_names[bk], "iceoryx", sizes[s]);
+			if (!a || !b)
+				continue;
+			char szs[32];
+			bench_fmt_size(sizes[s], szs, sizeof(szs));
+			if (bk == BENCH_RT)
+				o += (size_t)snprintf(line + o, sizeof(line) - o, "%s%s %s: sv2shm %.1f us vs iceoryx %.1f us "
+										 "(iceoryx/sv2shm %.2fx)",
+						      o ? "; " : "", bench_names[bk], szs, a->median_ns / 1e3,
+						      b->median_ns / 1e3, b->median_ns / a->median_ns);
+			else
+				o += (size_t)snprintf(line + o, sizeof(line) - o, "%s%s %s: sv2shm %.0f vs iceoryx %.0f msgs/s "
+										 "(sv2shm/iceoryx %.2fx)",
+						      o ? "; " : "", bench_names[bk], szs, a->msgs_per_s, b->msgs_per_s,
+						      a->msgs_per_s / b->msgs_per_s);
+		}
+	}
+	if (o && o < sizeof(line))
+		bench_report_note(rep, "sv2shm vs iceoryx (medians): %s", line);
+	else if (o)
+		bench_report_note(rep, "sv2shm vs iceoryx (medians): %.*s", (int)sizeof(line) - 1, line);
+}
+
+/* Fan-out scaling: throughput with n consumers against one. */
+static void note_fanout(struct bench_report *rep)
+{
+	for (size_t si = 0; si < NFANOUT_SIZES; si++) {
+		char szs[32];
+		bench_fmt_size(fanout_sizes[si], szs, sizeof(szs));
+		for (size_t k = 0; k < NFANOUT_CONTENDERS; k++) {
+			const struct bench_row *one = find_fanout(rep, fanout_contenders[k], fanout_sizes[si], 1);
+			if (!one)
+				continue;
+			char line[400];
+			size_t o = (size_t)snprintf(line, sizeof(line), "ipc-fanout %s %s: %.0f msgs/s to 1 consumer",
+						    fanout_contenders[k], szs, one->msgs_per_s);
+			for (size_t ni = 1; ni < NFANOUT_NS && o < sizeof(line); ni++) {
+				const struct bench_row *r = find_fanout(rep, fanout_contenders[k], fanout_sizes[si], fanout_ns[ni]);
+				if (r)
+					o += (size_t)snprintf(line + o, sizeof(line) - o, ", %.0f to %u (%.2fx of one; %.0f "
+											  "deliveries/s)",
+							      r->msgs_per_s, fanout_ns[ni], r->msgs_per_s / one->msgs_per_s,
+							      r->msgs_per_s * fanout_ns[ni]);
+			}
+			bench_report_note(rep, "%s", line);
+		}
+	}
+	if (find_fanout(rep, "sv2shm", fanout_sizes[0], 1))
+		bench_report_note(rep, "ipc-fanout: msgs_per_s = messages that reached every consumer per second (median "
+				       "of the rounds), ns_per_msg = 1e9 / msgs_per_s; median_ns/p99_ns = gaps between "
+				       "consecutive messages having reached every consumer (consumers sharing one CPU take "
+				       "turns, so the gaps are bursty: read msgs_per_s); all consumers are pinned to the "
+				       "consumer CPU; ratio = msgs_per_s / uds-seqpacket's at the same size and consumer "
+				       "count");
 }
 
 /* Which release notification was fastest in the blocking round trip. */
@@ -1343,10 +1846,42 @@ static void note_notify_winner(struct bench_report *rep)
 /* Main                                                                       */
 /* ------------------------------------------------------------------------- */
 
+static const char *const ipc_part_names[] = {"ipc-roundtrip", "ipc-stream", "ipc-fanout", "idle"};
+
+static int ipc_opt(int argc, char **argv, int i, void *ctx)
+{
+	struct ipc_cfg *cfg = ctx;
+	if (strcmp(argv[i], "--bench") != 0)
+		return 0;
+	if (i + 1 >= argc) {
+		fprintf(stderr, "sv2shm-bench ipc: --bench needs a value\n");
+		return -1;
+	}
+	for (int k = 0; k < 4; k++)
+		cfg->on[k] = false;
+	const char *p = argv[i + 1];
+	while (*p) {
+		size_t len = strcspn(p, ",");
+		int found = -1;
+		for (int k = 0; k < 4; k++)
+			if (strlen(ipc_part_names[k]) == len && strncmp(ipc_part_names[k], p, len) == 0)
+				found = k;
+		if (found < 0) {
+			fprintf(stderr, "sv2shm-bench ipc: --bench: unknown name '%.*s'\n", (int)len, p);
+			return -1;
+		}
+		cfg->on[found] = true;
+		p += len;
+		if (*p == ',')
+			p++;
+	}
+	return 2;
+}
+
 static void ipc_usage(FILE *out)
 {
 	fprintf(out,
-		"usage: sv2shm-bench ipc [--json] [--quick]\n\n"
+		"usage: sv2shm-bench ipc [--json] [--quick] [--bench LIST]\n\n"
 		"Cross-process benchmark: a producer (this process) and a forked consumer, pinned to two CPUs.\n"
 		"  ipc-roundtrip  write SIZE bytes, consumer reads them all and releases, producer sees the slot free\n"
 		"  ipc-stream     producer sends as fast as it can (64 in flight), consumer reads every byte\n"
@@ -1360,7 +1895,12 @@ static void ipc_usage(FILE *out)
 		"  sv2shm-eventfd   blocking, notify = SV2SHM_NOTIFY_EVENTFD\n"
 		"  sv2shm-futex     blocking, notify = SV2SHM_NOTIFY_FUTEX (skipped where unsupported)\n"
 		"  sv2shm-syscall   blocking, no_io_uring on both sides\n"
+		"  iceoryx          Eclipse iceoryx's C binding (publisher loan/publish, subscriber take/release;\n"
+		"                   polls 50 us, then a wait set); only when built with iceoryx and iox-roudi starts\n"
+		"  ipc-fanout       one producer, each slice to 1, 2 and 4 consumer processes (1 KiB, 16 KiB):\n"
+		"                   sv2shm (sv2shm_producer_publish with n ids) and uds-seqpacket (a send per consumer)\n"
 		"Also: the CPU time of an idle sv2shm consumer over %d ms.\n\n"
+		"  --bench LIST  comma-separated: ipc-roundtrip, ipc-stream, ipc-fanout, idle (default: all)\n"
 		"  --json   exactly one JSON object on stdout; the human table goes to stderr\n"
 		"  --quick  a tenth of the samples (about 10 s)\n"
 		"Exit status: 0 when every run completed (targets may be missed), 1 when a run failed, 2 usage.\n",
@@ -1370,7 +1910,8 @@ static void ipc_usage(FILE *out)
 int bench_ipc_main(int argc, char **argv)
 {
 	struct bench_opts opts;
-	if (bench_parse_opts(argc, argv, &opts) < 0)
+	struct ipc_cfg cfg = {.on = {true, true, true, true}};
+	if (bench_parse_opts_ex(argc, argv, &opts, ipc_opt, &cfg) < 0)
 		return 2;
 	if (opts.help) {
 		ipc_usage(stdout);
@@ -1437,6 +1978,22 @@ int bench_ipc_main(int argc, char **argv)
 			skip[k] = true;
 		}
 	}
+	bool roudi = false;
+	if (cfg.on[BENCH_RT] || cfg.on[BENCH_STREAM]) {
+		size_t k = contender_index("iceoryx");
+		char ierr[ERR_LEN];
+		/* Chunks per mempool: 64 in flight, the subscriber's one, slack. */
+		if (iox_roudi_start(sizes, NSIZES, 256, ierr, sizeof(ierr)) < 0) {
+			bench_report_note(&rep, "iceoryx skipped: %s", ierr);
+			skip[k] = true;
+		} else {
+			roudi = true;
+			bench_report_note(&rep, "iceoryx: started iox-roudi with one mempool per size (payload + 64 B, "
+						"256 chunks each); publisher WAIT_FOR_CONSUMER, subscriber queue 64 "
+						"(stream) / 4 (round trip) with BLOCK_PRODUCER; round trip acks on a second "
+						"topic");
+		}
+	}
 
 	bool failed = false;
 	bool notify_noted[NCONTENDERS] = {false};
@@ -1445,6 +2002,8 @@ int bench_ipc_main(int argc, char **argv)
 	struct bench_load load;
 	bench_load_start(&load);
 	for (int bk = BENCH_RT; bk <= BENCH_STREAM; bk++) {
+		if (!cfg.on[bk])
+			continue;
 		for (size_t s = 0; s < NSIZES; s++) {
 			uint64_t n = (bk == BENCH_RT ? rt_count[s] : stream_count[s]) / div;
 			unsigned rounds = bk == BENCH_RT ? (opts.quick ? QUICK_RT_ROUNDS : RT_ROUNDS)
@@ -1454,17 +2013,30 @@ int bench_ipc_main(int argc, char **argv)
 		}
 	}
 
-	bench_progress("%-14s %-16s %7s ... ", "idle", "sv2shm", "-");
-	double idle_ms = skip[contender_index("sv2shm")] ? NAN : run_idle(&rep, cpu_c);
-	if (isnan(idle_ms))
+	if (roudi) {
+		char ierr[ERR_LEN];
+		if (iox_roudi_stop(ierr, sizeof(ierr)) < 0)
+			bench_report_note(&rep, "iceoryx: %s", ierr);
+	}
+	if (cfg.on[BENCH_FANOUT] && run_fanout(&rep, opts.quick, cpu_c) < 0)
 		failed = true;
-	bench_progress("%.3f ms CPU in %d ms\n", idle_ms, IDLE_MS);
+	double idle_ms = NAN;
+	if (cfg.on[3]) {
+		bench_progress("%-14s %-16s %7s ... ", "idle", "sv2shm", "-");
+		idle_ms = skip[contender_index("sv2shm")] ? NAN : run_idle(&rep, cpu_c);
+		if (isnan(idle_ms))
+			failed = true;
+		bench_progress("%.3f ms CPU in %d ms\n", idle_ms, IDLE_MS);
+	}
 	bench_progress("total %.1f s\n\n", (double)(bench_now_ns() - t_start) / 1e9);
 	bench_load_note(&rep, &load);
 
 	add_ratios(&rep);
-	add_targets(&rep, idle_ms);
-	note_notify_winner(&rep);
+	add_targets(&rep, idle_ms, &cfg);
+	if (cfg.on[BENCH_RT])
+		note_notify_winner(&rep);
+	note_iceoryx(&rep);
+	note_fanout(&rep);
 	int pr = bench_report_print(&rep, opts.json);
 	bench_report_free(&rep);
 	if (pr < 0)

@@ -1,7 +1,9 @@
 /*
  * sv2shm-bench: benchmarks of sv2shm.
  *
- *   sv2shm-bench ipc [--json] [--quick]    cross-process round trip and streaming
+ *   sv2shm-bench seed [--slots N] [--json]  the seed crate's benchmarks
+ *   sv2shm-bench lag [--slots N] [--json]   FIFO lag sweep
+ *   sv2shm-bench ipc [--json] [--quick]     cross-process round trip, streaming, fan-out
  *   sv2shm-bench --help
  *
  * Each mode is one entry of the table below; a mode parses its own options
@@ -20,18 +22,22 @@ struct bench_cmd {
 };
 
 static const struct bench_cmd cmds[] = {
+	{"seed", bench_seed_main, "[--slots N] [--json]",
+	 "the seed crate's benchmarks: single-thread, multi-thread, multi-thread-2, workers"},
+	{"lag", bench_lag_main, "[--slots N] [--json]",
+	 "FIFO lag sweep: slices released in arrival order, the L newest kept"},
 	{"ipc", bench_ipc_main, "[--json] [--quick]",
-	 "cross-process round trip and streaming: sv2shm against memfd spin/futex, Unix sockets and pipes"},
+	 "cross-process round trip, streaming, fan-out: sv2shm vs memfd, sockets, pipes, iceoryx"},
 };
 
 static void usage(FILE *out)
 {
 	fprintf(out, "usage: sv2shm-bench MODE [OPTIONS]\n       sv2shm-bench --help\n\nmodes:\n");
 	for (size_t i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++)
-		fprintf(out, "  %-6s %-20s %s\n", cmds[i].name, cmds[i].usage, cmds[i].what);
+		fprintf(out, "  %-5s %-21s %s\n", cmds[i].name, cmds[i].usage, cmds[i].what);
 	fprintf(out, "\ncommon options:\n"
 		     "  --json    print exactly one JSON object on stdout (human text goes to stderr)\n"
-		     "  --quick   about ten times fewer samples (a smoke run)\n"
+		     "  --quick   fewer samples (a smoke run)\n"
 		     "  --help    this text, or a mode's own help after the mode's name\n");
 }
 

@@ -7,6 +7,9 @@
 
 #include <errno.h>
 #include <math.h>
+#include <stddef.h>
+#include <pthread.h>
+#include <sched.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,7 +22,7 @@
 /* Options                                                                    */
 /* ------------------------------------------------------------------------- */
 
-int bench_parse_opts(int argc, char **argv, struct bench_opts *o)
+int bench_parse_opts_ex(int argc, char **argv, struct bench_opts *o, bench_opt_fn fn, void *ctx)
 {
 	memset(o, 0, sizeof(*o));
 	for (int i = 1; i < argc; i++) {
@@ -31,10 +34,39 @@ int bench_parse_opts(int argc, char **argv, struct bench_opts *o)
 		} else if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
 			o->help = true;
 		} else {
-			fprintf(stderr, "sv2shm-bench %s: unknown argument '%s' (try --help)\n", argv[0], a);
-			return -1;
+			int used = fn ? fn(argc, argv, i, ctx) : 0;
+			if (used < 0)
+				return -1;
+			if (used == 0) {
+				fprintf(stderr, "sv2shm-bench %s: unknown argument '%s' (try --help)\n", argv[0], a);
+				return -1;
+			}
+			i += used - 1;
 		}
 	}
+	return 0;
+}
+
+int bench_parse_opts(int argc, char **argv, struct bench_opts *o)
+{
+	return bench_parse_opts_ex(argc, argv, o, NULL, NULL);
+}
+
+int bench_parse_uint(const char *mode, const char *opt, const char *val, unsigned long long min,
+		     unsigned long long max, unsigned long long *out)
+{
+	if (!val) {
+		fprintf(stderr, "sv2shm-bench %s: %s needs a value\n", mode, opt);
+		return -1;
+	}
+	char *end = NULL;
+	errno = 0;
+	unsigned long long v = strtoull(val, &end, 10);
+	if (errno || !end || end == val || *end || val[0] == '-' || v < min || v > max) {
+		fprintf(stderr, "sv2shm-bench %s: %s %s: want a number in %llu..%llu\n", mode, opt, val, min, max);
+		return -1;
+	}
+	*out = v;
 	return 0;
 }
 
@@ -85,7 +117,15 @@ void bench_stats_compute(uint64_t *samples, size_t n, struct bench_stats *out)
 		out->median_ns = (double)samples[n / 2];
 	else
 		out->median_ns = ((double)samples[n / 2 - 1] + (double)samples[n / 2]) / 2.0;
+	out->p10_ns = percentile(samples, n, 10.0);
+	out->p90_ns = percentile(samples, n, 90.0);
 	out->p99_ns = percentile(samples, n, 99.0);
+	double var = 0;
+	for (size_t i = 0; i < n; i++) {
+		double d = (double)samples[i] - out->mean_ns;
+		var += d * d;
+	}
+	out->stddev_ns = n > 1 ? sqrt(var / (double)(n - 1)) : 0.0;
 }
 
 /* ------------------------------------------------------------------------- */
@@ -105,6 +145,9 @@ void bench_report_free(struct bench_report *r)
 	for (size_t i = 0; i < r->nnotes; i++)
 		free(r->notes[i]);
 	free(r->notes);
+	for (size_t i = 0; i < r->ntexts; i++)
+		free(r->texts[i]);
+	free(r->texts);
 	memset(r, 0, sizeof(*r));
 }
 
@@ -141,6 +184,14 @@ struct bench_row *bench_report_add_row(struct bench_report *r, const char *bench
 	row->p99_ns = p99_ns;
 	row->msgs_per_s = msgs_per_s;
 	row->ratio = NAN;
+	row->p10_ns = row->p90_ns = row->stddev_ns = NAN;
+	row->lag = -1;
+	row->pool_share = NAN;
+	row->from_system = -1;
+	row->slices = -1;
+	row->setup_ns = NAN;
+	row->per_msg_ns = NAN;
+	row->ratio_paired = NAN;
 	return row;
 }
 
@@ -169,18 +220,32 @@ struct bench_target *bench_report_add_target(struct bench_report *r, const char 
 	return t;
 }
 
-void bench_report_note(struct bench_report *r, const char *fmt, ...)
+static void add_line(char ***v, size_t *cap, size_t *n, const char *fmt, va_list ap) BENCH_PRINTF(4, 0);
+static void add_line(char ***v, size_t *cap, size_t *n, const char *fmt, va_list ap)
 {
 	char buf[1024];
-	va_list ap;
-	va_start(ap, fmt);
 	vsnprintf(buf, sizeof(buf), fmt, ap);
-	va_end(ap);
-	if (grow((void **)&r->notes, &r->capnotes, r->nnotes, sizeof(*r->notes)) < 0)
+	if (grow((void **)v, cap, *n, sizeof(**v)) < 0)
 		return;
 	char *s = strdup(buf);
 	if (s)
-		r->notes[r->nnotes++] = s;
+		(*v)[(*n)++] = s;
+}
+
+void bench_report_note(struct bench_report *r, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	add_line(&r->notes, &r->capnotes, &r->nnotes, fmt, ap);
+	va_end(ap);
+}
+
+void bench_report_text(struct bench_report *r, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	add_line(&r->texts, &r->captexts, &r->ntexts, fmt, ap);
+	va_end(ap);
 }
 
 bool bench_target_ok(const struct bench_target *t)
@@ -276,27 +341,108 @@ static const char *fmt_thousands(double v, char *buf, size_t n)
 	return buf;
 }
 
-static void print_human(const struct bench_report *r, const struct machine *m, FILE *out)
+/* Which optional columns some row has. */
+struct columns {
+	bool size, p10, p90, p99, mps, slots, lag, consumers, per_msg, from_system, pool_share;
+};
+
+static void find_columns(const struct bench_report *r, struct columns *c)
 {
-	fprintf(out, "sv2shm-bench %s: %s, %ld CPUs, %s, %s\n\n", r->mode, m->cpu, m->cpus, m->kernel, m->date);
-	fprintf(out, "%-14s %-16s %8s %11s %11s %13s  %s\n", "bench", "contender", "size", "median_ns", "p99_ns",
-		"msgs_per_s", "ratio");
-	const char *last_bench = NULL;
-	uint64_t last_size = 0;
+	memset(c, 0, sizeof(*c));
 	for (size_t i = 0; i < r->nrows; i++) {
 		const struct bench_row *row = &r->rows[i];
-		if (last_bench && (strcmp(last_bench, row->bench) != 0 || last_size != row->size))
+		c->size |= row->size > 0;
+		c->p10 |= !isnan(row->p10_ns);
+		c->p90 |= !isnan(row->p90_ns);
+		c->p99 |= !isnan(row->p99_ns);
+		c->mps |= !isnan(row->msgs_per_s);
+		c->slots |= row->slots > 0;
+		c->lag |= row->lag >= 0;
+		c->consumers |= row->consumers > 0;
+		c->per_msg |= !isnan(row->per_msg_ns);
+		c->from_system |= row->from_system >= 0;
+		c->pool_share |= !isnan(row->pool_share);
+	}
+}
+
+static void print_human(const struct bench_report *r, const struct machine *m, FILE *out)
+{
+	struct columns c;
+	find_columns(r, &c);
+	fprintf(out, "sv2shm-bench %s: %s, %ld CPUs, %s, %s\n\n", r->mode, m->cpu, m->cpus, m->kernel, m->date);
+	if (r->ratio_desc)
+		fprintf(out, "ratio: %s\n\n", r->ratio_desc);
+	fprintf(out, "%-14s %-16s", "bench", "contender");
+	if (c.slots)
+		fprintf(out, " %5s", "slots");
+	if (c.lag)
+		fprintf(out, " %4s", "lag");
+	if (c.consumers)
+		fprintf(out, " %4s", "cons");
+	if (c.size)
+		fprintf(out, " %8s", "size");
+	fprintf(out, " %11s", "median_ns");
+	if (c.p10)
+		fprintf(out, " %11s", "p10_ns");
+	if (c.p90)
+		fprintf(out, " %11s", "p90_ns");
+	if (c.p99)
+		fprintf(out, " %11s", "p99_ns");
+	if (c.mps)
+		fprintf(out, " %13s", "msgs_per_s");
+	if (c.per_msg)
+		fprintf(out, " %10s", "ns_per_msg");
+	if (c.from_system)
+		fprintf(out, " %11s", "from_system");
+	if (c.pool_share)
+		fprintf(out, " %6s", "pool");
+	fprintf(out, "  %s\n", "ratio");
+	const struct bench_row *last = NULL;
+	for (size_t i = 0; i < r->nrows; i++) {
+		const struct bench_row *row = &r->rows[i];
+		if (last && (strcmp(last->bench, row->bench) != 0 || last->size != row->size ||
+			     last->slots != row->slots || last->lag != row->lag || last->consumers != row->consumers))
 			fputc('\n', out);
-		last_bench = row->bench;
-		last_size = row->size;
-		char sz[32], med[32], p99[32], mps[32], ratio[64] = "";
+		last = row;
+		char b[64], ratio[64] = "";
 		if (!isnan(row->ratio))
 			snprintf(ratio, sizeof(ratio), "%.2fx vs %s", row->ratio, row->ratio_vs);
-		fprintf(out, "%-14s %-16s %8s %11s %11s %13s  %s\n", row->bench, row->contender,
-			bench_fmt_size(row->size, sz, sizeof(sz)), fmt_thousands(row->median_ns, med, sizeof(med)),
-			fmt_thousands(row->p99_ns, p99, sizeof(p99)), fmt_thousands(row->msgs_per_s, mps, sizeof(mps)),
-			ratio);
+		fprintf(out, "%-14s %-16s", row->bench, row->contender);
+		if (c.slots)
+			fprintf(out, " %5s", row->slots ? fmt_thousands((double)row->slots, b, sizeof(b)) : "-");
+		if (c.lag)
+			fprintf(out, " %4s", row->lag >= 0 ? fmt_thousands((double)row->lag, b, sizeof(b)) : "-");
+		if (c.consumers)
+			fprintf(out, " %4s", row->consumers ? fmt_thousands((double)row->consumers, b, sizeof(b)) : "-");
+		if (c.size)
+			fprintf(out, " %8s", row->size ? bench_fmt_size(row->size, b, sizeof(b)) : "-");
+		fprintf(out, " %11s", fmt_thousands(row->median_ns, b, sizeof(b)));
+		if (c.p10)
+			fprintf(out, " %11s", fmt_thousands(row->p10_ns, b, sizeof(b)));
+		if (c.p90)
+			fprintf(out, " %11s", fmt_thousands(row->p90_ns, b, sizeof(b)));
+		if (c.p99)
+			fprintf(out, " %11s", fmt_thousands(row->p99_ns, b, sizeof(b)));
+		if (c.mps)
+			fprintf(out, " %13s", fmt_thousands(row->msgs_per_s, b, sizeof(b)));
+		if (c.per_msg)
+			fprintf(out, " %10s", fmt_thousands(row->per_msg_ns, b, sizeof(b)));
+		if (c.from_system)
+			fprintf(out, " %11s",
+				row->from_system >= 0 ? fmt_thousands((double)row->from_system, b, sizeof(b)) : "-");
+		if (c.pool_share) {
+			if (isnan(row->pool_share))
+				snprintf(b, sizeof(b), "-");
+			else
+				snprintf(b, sizeof(b), "%.3f", row->pool_share);
+			fprintf(out, " %6s", b);
+		}
+		fprintf(out, "  %s\n", ratio);
 	}
+	if (r->ntexts)
+		fputc('\n', out);
+	for (size_t i = 0; i < r->ntexts; i++)
+		fprintf(out, "%s\n", r->texts[i]);
 	if (r->ntargets)
 		fputc('\n', out);
 	for (size_t i = 0; i < r->ntargets; i++) {
@@ -383,14 +529,52 @@ static void print_json(const struct bench_report *r, const struct machine *m, FI
 		json_str(out, row->bench);
 		fputs(", \"contender\": ", out);
 		json_str(out, row->contender);
-		fprintf(out, ", \"size\": %llu, \"median_ns\": ", (unsigned long long)row->size);
+		if (row->size)
+			fprintf(out, ", \"size\": %llu", (unsigned long long)row->size);
+		if (row->slots)
+			fprintf(out, ", \"slots\": %u", row->slots);
+		if (row->lag >= 0)
+			fprintf(out, ", \"lag\": %d", row->lag);
+		if (row->consumers)
+			fprintf(out, ", \"consumers\": %u", row->consumers);
+		fputs(", \"median_ns\": ", out);
 		json_int(out, row->median_ns);
-		fputs(", \"p99_ns\": ", out);
-		json_int(out, row->p99_ns);
-		fputs(", \"msgs_per_s\": ", out);
-		json_int(out, row->msgs_per_s);
+		static const struct {
+			const char *name;
+			size_t off;
+		} opt[] = {
+			{"p10_ns", offsetof(struct bench_row, p10_ns)},
+			{"p90_ns", offsetof(struct bench_row, p90_ns)},
+			{"p99_ns", offsetof(struct bench_row, p99_ns)},
+			{"stddev_ns", offsetof(struct bench_row, stddev_ns)},
+			{"msgs_per_s", offsetof(struct bench_row, msgs_per_s)},
+			{"per_msg_ns", offsetof(struct bench_row, per_msg_ns)},
+			{"setup_ns", offsetof(struct bench_row, setup_ns)},
+		};
+		for (size_t k = 0; k < sizeof(opt) / sizeof(opt[0]); k++) {
+			double v;
+			memcpy(&v, (const char *)row + opt[k].off, sizeof(v));
+			if (isnan(v))
+				continue;
+			fprintf(out, ", \"%s\": ", opt[k].name);
+			json_int(out, v);
+		}
+		if (row->samples)
+			fprintf(out, ", \"samples\": %llu", (unsigned long long)row->samples);
+		if (!isnan(row->pool_share)) {
+			fputs(", \"pool_share\": ", out);
+			json_num(out, row->pool_share);
+		}
+		if (row->from_system >= 0)
+			fprintf(out, ", \"from_system\": %lld", (long long)row->from_system);
+		if (row->slices >= 0)
+			fprintf(out, ", \"slices\": %lld", (long long)row->slices);
 		fputs(", \"ratio\": ", out);
 		json_num(out, row->ratio);
+		if (!isnan(row->ratio_paired)) {
+			fputs(", \"ratio_paired\": ", out);
+			json_num(out, row->ratio_paired);
+		}
 		fputs(", \"ratio_vs\": ", out);
 		if (row->ratio_vs[0])
 			json_str(out, row->ratio_vs);
@@ -419,7 +603,19 @@ static void print_json(const struct bench_report *r, const struct machine *m, FI
 		fputs(i ? ",\n  " : "\n  ", out);
 		json_str(out, r->notes[i]);
 	}
-	fputs("]}\n", out);
+	fputs("],\n \"summary\": [", out);
+	for (size_t i = 0; i < r->ntexts; i++) {
+		fputs(i ? ",\n  " : "\n  ", out);
+		json_str(out, r->texts[i]);
+	}
+	fputs("]", out);
+	if (r->ratio_desc) {
+		fputs(",\n \"ratio_desc\": ", out);
+		json_str(out, r->ratio_desc);
+	}
+	fprintf(out, ",\n \"mode\": ");
+	json_str(out, r->mode);
+	fputs("}\n", out);
 }
 
 int bench_report_print(const struct bench_report *r, bool json)
@@ -505,4 +701,34 @@ void bench_progress(const char *fmt, ...)
 	vfprintf(stderr, fmt, ap);
 	va_end(ap);
 	fflush(stderr);
+}
+
+/* ------------------------------------------------------------------------- */
+/* CPUs                                                                       */
+/* ------------------------------------------------------------------------- */
+
+int bench_cpus(int *cpus, int max)
+{
+	cpu_set_t set;
+	if (sched_getaffinity(0, sizeof(set), &set) != 0)
+		return 0;
+	int n = 0;
+	for (int cpu = 0; cpu < CPU_SETSIZE && n < max; cpu++)
+		if (CPU_ISSET(cpu, &set))
+			cpus[n++] = cpu;
+	return n;
+}
+
+int bench_pin_thread(int cpu, const int *all, int nall)
+{
+	cpu_set_t set;
+	CPU_ZERO(&set);
+	if (cpu >= 0) {
+		CPU_SET(cpu, &set);
+	} else {
+		for (int i = 0; i < nall; i++)
+			CPU_SET(all[i], &set);
+	}
+	int r = pthread_setaffinity_np(pthread_self(), sizeof(set), &set);
+	return -r;
 }

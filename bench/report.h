@@ -26,8 +26,14 @@
 /* Subcommands (dispatched by main.c)                                         */
 /* ------------------------------------------------------------------------- */
 
-/** `sv2shm-bench ipc`: cross-process round trip and streaming (ipc.c). */
+/** `sv2shm-bench ipc`: cross-process round trip, streaming and fan-out (ipc.c). */
 int bench_ipc_main(int argc, char **argv);
+
+/** `sv2shm-bench seed`: the seed crate's criterion benchmarks (seed.c). */
+int bench_seed_main(int argc, char **argv);
+
+/** `sv2shm-bench lag`: the FIFO lag sweep (lag.c). */
+int bench_lag_main(int argc, char **argv);
 
 /* ------------------------------------------------------------------------- */
 /* Options every mode understands                                             */
@@ -45,6 +51,21 @@ struct bench_opts {
  */
 int bench_parse_opts(int argc, char **argv, struct bench_opts *o);
 
+/**
+ * A mode's own options: called with argv[i] that is not a common option.
+ * Returns how many arguments it used (1 for a flag, 2 for "--opt value"), 0
+ * when it does not know argv[i], or -1 after printing an error (bad value).
+ */
+typedef int (*bench_opt_fn)(int argc, char **argv, int i, void *ctx);
+
+/** bench_parse_opts() with a mode's own options handled by `fn`. */
+int bench_parse_opts_ex(int argc, char **argv, struct bench_opts *o, bench_opt_fn fn, void *ctx);
+
+/** Parse an unsigned decimal option value in [min, max]. Returns 0, or -1
+ * after printing an error naming `opt`. */
+int bench_parse_uint(const char *mode, const char *opt, const char *val, unsigned long long min,
+		     unsigned long long max, unsigned long long *out);
+
 /* ------------------------------------------------------------------------- */
 /* Time and statistics                                                        */
 /* ------------------------------------------------------------------------- */
@@ -55,8 +76,11 @@ uint64_t bench_now_ns(void);
 struct bench_stats {
 	size_t n;
 	double median_ns;
+	double p10_ns;
+	double p90_ns;
 	double p99_ns;
 	double mean_ns;
+	double stddev_ns; /* sample standard deviation (n - 1) */
 	double min_ns;
 	double max_ns;
 };
@@ -69,15 +93,33 @@ void bench_stats_compute(uint64_t *samples, size_t n, struct bench_stats *out);
 /* Results                                                                    */
 /* ------------------------------------------------------------------------- */
 
+/*
+ * One result. The fields after ratio_vs are optional: bench_report_add_row()
+ * sets them to "not applicable" (NAN, 0 or -1 as noted), and the printers
+ * leave out what no row has.
+ */
 struct bench_row {
 	char bench[32];      /* e.g. "ipc-roundtrip" */
 	char contender[32];  /* e.g. "memfd-spin" */
-	uint64_t size;       /* message size in bytes */
+	uint64_t size;       /* message size in bytes (0: not one size) */
 	double median_ns;
-	double p99_ns;
-	double msgs_per_s;
+	double p99_ns;       /* NAN: not reported */
+	double msgs_per_s;   /* NAN: not reported */
 	double ratio;        /* NAN when the row has no ratio */
 	char ratio_vs[32];   /* what the ratio compares with ("" when none) */
+	/* optional */
+	double p10_ns, p90_ns; /* spread of the samples (NAN: n/a) */
+	double stddev_ns;      /* NAN: n/a */
+	uint64_t samples;      /* samples behind the statistics (0: n/a) */
+	unsigned slots;        /* pool slots N (0: n/a) */
+	int lag;               /* FIFO lag L (-1: n/a) */
+	unsigned consumers;    /* fan-out consumers (0: n/a) */
+	double pool_share;     /* slices served from the pool, 0..1 (NAN: n/a) */
+	int64_t from_system;   /* slices served from system memory (-1: n/a) */
+	int64_t slices;        /* slices taken in all (-1: n/a) */
+	double setup_ns;       /* median construction + destruction inside a sample (NAN: n/a) */
+	double per_msg_ns;     /* median time per message (NAN: n/a) */
+	double ratio_paired;   /* the ratio as a median of per-sample pairs (NAN: n/a) */
 };
 
 struct bench_target {
@@ -91,6 +133,9 @@ struct bench_target {
 
 struct bench_report {
 	const char *mode; /* "ipc" */
+	const char *ratio_desc; /* what the ratio column means (NULL: not explained) */
+	char **texts;           /* lines printed under the table (bench_report_text) */
+	size_t ntexts, captexts;
 	struct bench_row *rows;
 	size_t nrows, caprows;
 	struct bench_target *targets;
@@ -115,6 +160,10 @@ struct bench_target *bench_report_add_target(struct bench_report *r, const char 
 
 /** Append a free-form note (printed under the table, and in JSON "notes"). */
 void bench_report_note(struct bench_report *r, const char *fmt, ...) BENCH_PRINTF(2, 3);
+
+/** Append a line of text printed right under the table (a second view of the
+ * rows, e.g. the seed's README layout); in JSON as "summary". */
+void bench_report_text(struct bench_report *r, const char *fmt, ...) BENCH_PRINTF(2, 3);
 
 /** Does target t pass? (false when its value is NAN) */
 bool bench_target_ok(const struct bench_target *t);
@@ -144,6 +193,14 @@ struct bench_load {
 };
 void bench_load_start(struct bench_load *l);
 void bench_load_note(struct bench_report *r, const struct bench_load *start);
+
+/** The CPUs this process may run on (sched_getaffinity), lowest first.
+ * Returns how many were written to cpus[0..max), 0 when unknown. */
+int bench_cpus(int *cpus, int max);
+
+/** Pin the calling thread to `cpu` (-1: to every CPU of `all`/`nall`).
+ * Returns 0 or -errno. */
+int bench_pin_thread(int cpu, const int *all, int nall);
 
 /** Progress line on stderr (not part of the results). */
 void bench_progress(const char *fmt, ...) BENCH_PRINTF(1, 2);

@@ -79,7 +79,10 @@ int main(int argc, char **argv)
 	setvbuf(stdout, NULL, _IOLBF, 0);
 
 	struct sv2shm_producer_options o = {
-		.pool = {.capacity = 256 * 1024, .slots = 8, .policy = SV2SHM_POOL_WAIT, .wait_timeout_ms = 5000}};
+		.pool = {.capacity = 256 * 1024, .slots = 8, .policy = SV2SHM_POOL_WAIT, .wait_timeout_ms = 5000},
+		/* Every frame to both consumers: no per-consumer limit (a consumer
+		 * may hold every other slot), the producer WAITs for room instead. */
+		.max_held = 8};
 	struct sv2shm_producer *p;
 	int r = sv2shm_producer_new(&o, &p);
 	if (r < 0) {
@@ -134,7 +137,7 @@ int main(int argc, char **argv)
 		struct sv2shm_slice s;
 		sv2shm_buffer_get_data_owned(b, &s);
 		r = sv2shm_producer_publish(p, &s, ids, CONSUMERS, 0);
-		if (r < 0) {
+		if (r != 0) { /* > 0: a consumer did not get it (it is gone) */
 			fprintf(stderr, "producer: publish %u: %s\n", n, sv2shm_strerror(r));
 			return 1;
 		}

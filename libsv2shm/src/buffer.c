@@ -130,10 +130,7 @@ SV2SHM_API int sv2shm_slice_release(struct sv2shm_slice *s)
 	case SV2SHM_SLICE_SHARED: {
 		if (!s->_owner)
 			return -EINVAL;
-		bool done;
-		int r = region_release_slice(s->_owner, s->_slot, s->_gen, s->_holder, &done);
-		if (done)
-			memset(s, 0, sizeof(*s)); /* released here, even if reclaimed before */
+		int r = region_release_slice(s->_owner, s->_slot, s->_gen);
 		if (r < 0)
 			return r;
 		break;

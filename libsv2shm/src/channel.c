@@ -45,7 +45,8 @@ int chan_send(int sock, const void *msg, size_t len, const int *fds, unsigned nf
 		memcpy(CMSG_DATA(c), fds, sizeof(int) * nfds);
 	}
 	for (;;) {
-		ssize_t n = sendmsg(sock, &mh, MSG_NOSIGNAL);
+		/* MSG_DONTWAIT: never block on a peer that does not read. */
+		ssize_t n = sendmsg(sock, &mh, MSG_NOSIGNAL | MSG_DONTWAIT);
 		if (n == (ssize_t)len)
 			return 0;
 		if (n >= 0)
@@ -82,7 +83,7 @@ int chan_recv(int sock, void *msg, size_t len, int *fds, unsigned min_fds, unsig
 	struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = u.buf, .msg_controllen = sizeof(u.buf)};
 	ssize_t n;
 	do
-		n = recvmsg(sock, &mh, MSG_CMSG_CLOEXEC);
+		n = recvmsg(sock, &mh, MSG_CMSG_CLOEXEC | MSG_DONTWAIT);
 	while (n < 0 && errno == EINTR);
 	if (n < 0)
 		return errno == EWOULDBLOCK ? -EAGAIN : -errno;
@@ -102,9 +103,12 @@ int chan_recv(int sock, void *msg, size_t len, int *fds, unsigned min_fds, unsig
 		}
 	}
 	int r = 0;
-	if (n == 0 && ngot == 0)
-		r = -EPIPE;
-	else if ((size_t)n != len || ngot < min_fds || ngot > nfds || (mh.msg_flags & (MSG_CTRUNC | MSG_TRUNC)))
+	if (n == 0 && ngot == 0) {
+		/* EOF, or a zero-length datagram: only the former is a hang-up. */
+		struct pollfd pfd = {.fd = sock, .events = POLLRDHUP};
+		bool eof = poll(&pfd, 1, 0) == 1 && (pfd.revents & (POLLRDHUP | POLLHUP));
+		r = eof ? -EPIPE : -EPROTO;
+	} else if ((size_t)n != len || ngot < min_fds || ngot > nfds || (mh.msg_flags & (MSG_CTRUNC | MSG_TRUNC)))
 		r = -EPROTO;
 	if (r < 0) {
 		for (unsigned i = 0; i < ngot; i++)

@@ -8,14 +8,16 @@
 
 #include "wire.h"
 
-/* Send one message with up to `nfds` fds (SCM_RIGHTS). Returns 0 or -errno. */
+/* Send one message with up to `nfds` fds (SCM_RIGHTS), never blocking
+ * (-EAGAIN: the peer's queue is full). Returns 0 or -errno. */
 int chan_send(int sock, const void *msg, size_t len, const int *fds, unsigned nfds);
 
 /* Receive one message of exactly `len` bytes with min_fds..max_fds fds
  * (close-on-exec). Extra or missing fds, a short or long message, or a
  * truncated control buffer are -EPROTO (every fd received is closed then).
- * 0 bytes (peer gone) is -EPIPE; no message within `timeout_ms` (< 0:
- * block) is -ETIMEDOUT. Returns the number of fds received. */
+ * EOF (peer gone) is -EPIPE (a zero-length datagram is -EPROTO); no
+ * message within `timeout_ms` (< 0: wait without limit) is -ETIMEDOUT; the
+ * receive itself never blocks (-EAGAIN). Returns the number of fds received. */
 int chan_recv(int sock, void *msg, size_t len, int *fds, unsigned min_fds, unsigned max_fds, int timeout_ms);
 
 /* Fill a message header. */

@@ -1,13 +1,17 @@
 /*
  * The consumer: attaches to the producer's region from the setup message,
- * reads descriptors from its ring (spinning briefly, then sleeping on an
- * eventfd after announcing it), validates each, and hands out slices that
- * are read in place. Releases clear the consumer's holder bit in shared
- * memory; when the producer waits for room, the release also wakes it
- * through the consumer's io_uring.
+ * reads descriptors from its ring (spinning briefly, then sleeping on its
+ * wake socket after announcing it), validates each, and hands out slices
+ * that are read in place. A release is recorded in the consumer's own ring;
+ * when the producer waits for room, the release also wakes it through the
+ * consumer's io_uring (a datagram on the wake socket).
+ *
+ * Nothing here blocks on the producer: every receive is MSG_DONTWAIT on our
+ * own socket ends, after an epoll_wait bounded by the caller's timeout.
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -24,10 +28,6 @@
 #include "pool.h"
 #include "region.h"
 
-#ifndef F_SEAL_FUTURE_WRITE
-#define F_SEAL_FUTURE_WRITE 0x0010
-#endif
-
 enum { EV_WAKE = 1, EV_SOCK = 2 };
 
 /* How long sv2shm_consumer_new() waits for the producer's setup message. */
@@ -37,8 +37,7 @@ struct sv2shm_consumer {
 	int sock;
 	int epfd;     /* wake eventfd + socket: what sv2shm_consumer_fd() exposes */
 	uint64_t orphan_since; /* a socket message seen with no ring marker (ns) */
-	int wake_efd;
-	int notify_efd;
+	int wake;     /* our end of the wake socketpair */
 	int ring_fd;
 	struct sv2shm_region *region;
 	struct sv2shm_ring *ring;
@@ -48,7 +47,9 @@ struct sv2shm_consumer {
 	unsigned holder;
 	unsigned spin_us;
 	bool socket_transport; /* descriptors arrive as DESC messages */
-	bool producer_gone;
+	bool producer_gone;    /* -EPIPE once the ring is drained */
+	bool broken;           /* the channel was reported broken: -EPIPE from now on */
+	uint64_t max_overflow;
 	pthread_mutex_t notify_lock; /* releases may come from any thread */
 	struct notifier notifier;
 };
@@ -62,26 +63,17 @@ static void consumer_wake_producer(struct sv2shm_region *r)
 	pthread_mutex_unlock(&c->notify_lock);
 }
 
-/* The two eventfds of the setup message must be eventfds (a pipe whose
- * reader is gone would SIGPIPE us on release; a blocking one would hang a
- * release): check, and make them non-blocking. */
-static int check_eventfd(int fd)
+/* The wake fd of the setup message must be an AF_UNIX datagram socket: we
+ * only ever send and receive on it with MSG_DONTWAIT (and MSG_NOSIGNAL), so
+ * nothing the producer does to its own end can block or signal us. */
+static int check_wake_socket(int fd)
 {
-	char path[64], link[64];
-	snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
-	ssize_t n = readlink(path, link, sizeof(link) - 1);
-	if (n >= 0) {
-		link[n] = '\0';
-		if (strcmp(link, "anon_inode:[eventfd]") != 0)
-			return -EPROTO;
-	} else {
-		struct stat st; /* no /proc: at least not a pipe, socket or file */
-		if (fstat(fd, &st) < 0 || (st.st_mode & S_IFMT) != 0)
-			return -EPROTO;
-	}
-	int fl = fcntl(fd, F_GETFL);
-	if (fl < 0 || fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0)
-		return -errno;
+	struct stat st;
+	int type = 0, domain = 0;
+	socklen_t tl = sizeof(type), dl = sizeof(domain);
+	if (fstat(fd, &st) < 0 || !S_ISSOCK(st.st_mode) || getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &tl) < 0 ||
+	    getsockopt(fd, SOL_SOCKET, SO_DOMAIN, &domain, &dl) < 0 || type != SOCK_DGRAM || domain != AF_UNIX)
+		return -EPROTO;
 	return 0;
 }
 
@@ -117,25 +109,22 @@ SV2SHM_API int sv2shm_consumer_new(int sock, const struct sv2shm_consumer_option
 	}
 	c->sock = sock;
 	c->epfd = -1;
-	c->wake_efd = fds[SETUP_FD_WAKE];
-	c->notify_efd = fds[SETUP_FD_NOTIFY];
+	c->wake = fds[SETUP_FD_WAKE];
 	c->ring_fd = fds[SETUP_FD_RING];
+	fds[SETUP_FD_WAKE] = fds[SETUP_FD_RING] = -1; /* c owns them now */
 	r = chan_check_hdr(&m.hdr, SV2SHM_MSG_SETUP);
-	if (r == 0 && (m.holder < 1 || m.holder >= SV2SHM_MAX_HOLDERS ||
-		       (m.notify != SV2SHM_NOTIFY_EVENTFD && m.notify != SV2SHM_NOTIFY_FUTEX) || m.ring_entries < 2 ||
-		       m.ring_entries > SV2SHM_RING_MAX_ENTRIES || (m.ring_entries & (m.ring_entries - 1)) ||
-		       (m.flags & ~SV2SHM_SETUP_SOCKET) || m.reserved))
+	if (r == 0 && (m.holder < 1 || m.holder >= SV2SHM_MAX_HOLDERS || m.notify != SV2SHM_NOTIFY_SOCKET ||
+		       m.ring_entries < 2 || m.ring_entries > SV2SHM_RING_MAX_ENTRIES ||
+		       (m.ring_entries & (m.ring_entries - 1)) || (m.flags & ~SV2SHM_SETUP_SOCKET) || m.reserved))
 		r = -EPROTO;
 	if (r == 0)
-		r = check_eventfd(c->wake_efd);
-	if (r == 0)
-		r = check_eventfd(c->notify_efd);
+		r = check_wake_socket(c->wake);
 	if (r < 0)
 		goto fail;
 	c->epfd = epoll_create1(EPOLL_CLOEXEC);
 	struct epoll_event ev_wake = {.events = EPOLLIN, .data.u32 = EV_WAKE};
 	struct epoll_event ev_sock = {.events = EPOLLIN | EPOLLRDHUP, .data.u32 = EV_SOCK};
-	if (c->epfd < 0 || epoll_ctl(c->epfd, EPOLL_CTL_ADD, c->wake_efd, &ev_wake) < 0 ||
+	if (c->epfd < 0 || epoll_ctl(c->epfd, EPOLL_CTL_ADD, c->wake, &ev_wake) < 0 ||
 	    epoll_ctl(c->epfd, EPOLL_CTL_ADD, c->sock, &ev_sock) < 0) {
 		r = -errno;
 		goto fail;
@@ -176,8 +165,10 @@ SV2SHM_API int sv2shm_consumer_new(int sock, const struct sv2shm_consumer_option
 	c->holder = m.holder;
 	c->socket_transport = (m.flags & SV2SHM_SETUP_SOCKET) != 0;
 	c->spin_us = o && o->spin_us ? o->spin_us : 50;
+	c->max_overflow = o && o->max_overflow ? o->max_overflow : SV2SHM_DEFAULT_MAX_OVERFLOW;
 	pthread_mutex_init(&c->notify_lock, NULL);
-	notifier_open(&c->notifier, (int)m.notify, c->notify_efd, &c->region->ctl->release_seq, !(o && o->no_io_uring));
+	notifier_open(&c->notifier, c->wake, !(o && o->no_io_uring));
+	c->region->ring = c->ring;
 	c->region->wake_producer = consumer_wake_producer;
 	c->region->wake_user = c;
 	*out = c;
@@ -189,6 +180,10 @@ fail:
 		munmap(c->ring, c->ring_size);
 	if (c->epfd >= 0)
 		close(c->epfd);
+	if (c->ring_fd >= 0)
+		close(c->ring_fd);
+	if (c->wake >= 0)
+		close(c->wake);
 	free(c);
 fail_fds:
 	for (int i = 0; i < SETUP_NFDS; i++)
@@ -198,25 +193,29 @@ fail_fds:
 	return r;
 }
 
-/* An alloc-mode slice in its own memfd, from an OVERFLOW message. */
-static int open_overflow(const struct sv2shm_desc *d, int fd, const struct sv2shm_desc *marker, struct sv2shm_slice *out)
+/* An alloc-mode slice in its own memfd, from an OVERFLOW message. Every
+ * refusal is skippable (-EBADMSG, or -EMSGSIZE above max_overflow). */
+static int open_overflow(struct sv2shm_consumer *c, const struct sv2shm_desc *d, int fd, const struct sv2shm_desc *marker,
+			 struct sv2shm_slice *out)
 {
 	int r = 0;
 	if (d->kind != SV2SHM_DESC_OVERFLOW || d->length == 0 || d->length > SIZE_MAX / 2 ||
 	    (marker && d->length != marker->length))
-		r = -EPROTO;
+		r = -EBADMSG;
+	else if (d->length > c->max_overflow)
+		r = -EMSGSIZE; /* bounded before it is mapped: no 1 TiB slice */
 	struct stat st;
 	if (r == 0 && (fstat(fd, &st) < 0 || st.st_size < 0 || (uint64_t)st.st_size != d->length))
-		r = -EFAULT;
+		r = -EBADMSG;
 	int need = F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_FUTURE_WRITE | F_SEAL_SEAL;
 	int seals = r == 0 ? fcntl(fd, F_GET_SEALS) : 0;
 	if (r == 0 && (seals < 0 || (seals & need) != need))
-		r = -EPERM; /* not a sealed memfd: it could shrink under us (SIGBUS) */
+		r = -EBADMSG; /* not a sealed memfd: it could shrink under us (SIGBUS) */
 	void *m = MAP_FAILED;
 	if (r == 0) {
 		m = mmap(NULL, (size_t)d->length, PROT_READ, MAP_SHARED, fd, 0);
 		if (m == MAP_FAILED)
-			r = -ENOMEM;
+			r = -EBADMSG;
 	}
 	close(fd);
 	if (r < 0)
@@ -229,7 +228,8 @@ static int open_overflow(const struct sv2shm_desc *d, int fd, const struct sv2sh
 	return 1;
 }
 
-/* Read one OVERFLOW or DESC message from the socket: 1 (slice), or an error.
+/* Read one OVERFLOW or DESC message from the socket: 1 (slice), or an error
+ * (-ETIMEDOUT: none; -EPIPE: hang-up; others skippable).
  * `marker`: the ring entry announcing an OVERFLOW message (ring transport). */
 static int recv_message(struct sv2shm_consumer *c, const struct sv2shm_desc *marker, int timeout_ms,
 			struct sv2shm_slice *out)
@@ -239,29 +239,42 @@ static int recv_message(struct sv2shm_consumer *c, const struct sv2shm_desc *mar
 	int n = chan_recv(c->sock, &msg, sizeof(msg), &fd, 0, 1, timeout_ms);
 	if (n == -EPIPE)
 		c->producer_gone = true;
+	if (n == -ETIMEDOUT || n == -EPIPE || n == -EAGAIN)
+		return n == -EAGAIN ? -ETIMEDOUT : n;
 	if (n < 0)
-		return n;
+		return -EBADMSG; /* a message of the wrong size or with the wrong fds: dropped */
 	struct sv2shm_desc d;
 	int r = sv2shm_desc_decode(msg.desc, &d);
 	if (r == 0 && n == 1 && chan_check_hdr(&msg.hdr, SV2SHM_MSG_OVERFLOW) == 0)
-		return open_overflow(&d, fd, marker, out);
+		return open_overflow(c, &d, fd, marker, out);
 	if (n == 1)
 		close(fd);
-	if (r < 0)
-		return r;
-	if (marker || !c->socket_transport || chan_check_hdr(&msg.hdr, SV2SHM_MSG_DESC) < 0)
-		return -EPROTO;
+	if (r < 0 || marker || !c->socket_transport || chan_check_hdr(&msg.hdr, SV2SHM_MSG_DESC) < 0)
+		return -EBADMSG;
 	uint8_t raw[SV2SHM_DESC_SIZE];
 	memcpy(raw, msg.desc, sizeof(raw));
 	r = sv2shm_region_open(c->region, raw, c->holder, out);
+	if (r < 0 && r != -EEXIST)
+		region_drop_hold(c->region, raw);
 	return r < 0 ? r : 1;
 }
 
-/* The ring says an OVERFLOW message is on the socket (sent before the marker). */
+/* The ring says an OVERFLOW message is on the socket: the producer sends it
+ * before it pushes the marker, so it is there now or never (no wait). */
 static int recv_overflow(struct sv2shm_consumer *c, const struct sv2shm_desc *marker, struct sv2shm_slice *out)
 {
-	int r = recv_message(c, marker, 1000, out);
-	return r == -ETIMEDOUT ? -EPROTO : r;
+	int r = recv_message(c, marker, 0, out);
+	return r == -ETIMEDOUT ? -EBADMSG : r;
+}
+
+/* The channel is broken beyond one bad entry: say so once (-EPROTO), hang
+ * up so the producer reclaims our holds at once, and report -EPIPE after. */
+static int channel_broken(struct sv2shm_consumer *c)
+{
+	c->producer_gone = true;
+	c->broken = true;
+	shutdown(c->sock, SHUT_RDWR);
+	return -EPROTO;
 }
 
 /* Take one descriptor from the ring: 1 (slice), 0 (empty), or an error for
@@ -272,7 +285,7 @@ static int try_pop(struct sv2shm_consumer *c, struct sv2shm_slice *out)
 	if (head == c->tail)
 		return 0;
 	if (head - c->tail > c->entries)
-		return -EPROTO;
+		return channel_broken(c);
 	uint8_t raw[SV2SHM_DESC_SIZE];
 	memcpy(raw, ring_entry(c->ring, c->entries, c->tail), sizeof(raw));
 	c->tail++;
@@ -280,12 +293,12 @@ static int try_pop(struct sv2shm_consumer *c, struct sv2shm_slice *out)
 	struct sv2shm_desc d;
 	int r = sv2shm_desc_decode(raw, &d);
 	if (r < 0)
-		return r;
+		return -EBADMSG;
 	if (d.kind == SV2SHM_DESC_OVERFLOW)
 		return recv_overflow(c, &d, out);
 	r = sv2shm_region_open(c->region, raw, c->holder, out);
 	if (r < 0 && r != -EEXIST)
-		region_drop_hold(c->region, raw, c->holder);
+		region_drop_hold(c->region, raw);
 	return r < 0 ? r : 1;
 }
 
@@ -294,12 +307,12 @@ static bool ring_pending(struct sv2shm_consumer *c)
 	return atomic_load_explicit(&c->ring->head, memory_order_seq_cst) != c->tail;
 }
 
-/* Has the producer hung up? (Only EOF counts; a pending message does not.) */
+/* Has the producer hung up? Only EOF counts: a pending message, or a
+ * zero-length datagram, does not. */
 static void check_hangup(struct sv2shm_consumer *c)
 {
-	char b;
-	ssize_t n = recv(c->sock, &b, 1, MSG_PEEK | MSG_DONTWAIT);
-	if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR))
+	struct pollfd pfd = {.fd = c->sock, .events = POLLRDHUP};
+	if (poll(&pfd, 1, 0) == 1 && (pfd.revents & (POLLRDHUP | POLLHUP | POLLERR | POLLNVAL)))
 		c->producer_gone = true;
 }
 
@@ -328,7 +341,7 @@ static int check_orphan(struct sv2shm_consumer *c)
 	int fd = -1;
 	if (chan_recv(c->sock, &msg, sizeof(msg), &fd, 0, 1, 0) == 1)
 		close(fd);
-	return -EPROTO;
+	return -EBADMSG;
 }
 
 SV2SHM_API int sv2shm_consumer_flush(struct sv2shm_consumer *c)
@@ -352,10 +365,7 @@ SV2SHM_API int sv2shm_consumer_prepare_wait(struct sv2shm_consumer *c)
 		return recv(c->sock, &b, 1, MSG_PEEK | MSG_DONTWAIT) >= 0 ? 1 : 0;
 	}
 	/* Drain old wake-ups first, or the fd would stay readable for good. */
-	uint64_t v;
-	if (read(c->wake_efd, &v, sizeof(v)) < 0) {
-		/* EAGAIN: nothing to drain */
-	}
+	wake_drain(c->wake, 64);
 	atomic_store_explicit(&c->ring->consumer_sleeping, 1u, memory_order_seq_cst);
 	if (ring_pending(c)) {
 		atomic_store_explicit(&c->ring->consumer_sleeping, 0u, memory_order_relaxed);
@@ -376,6 +386,8 @@ SV2SHM_API int sv2shm_consumer_recv(struct sv2shm_consumer *c, struct sv2shm_sli
 			return 0;
 		return r;
 	}
+	if (c->broken)
+		return -EPIPE; /* reported once already */
 	uint64_t start = 0;
 	for (;;) {
 		int r = try_pop(c, out);
@@ -445,6 +457,11 @@ SV2SHM_API int sv2shm_consumer_id(const struct sv2shm_consumer *c)
 	return c ? (int)c->holder : -EINVAL;
 }
 
+SV2SHM_API uint64_t sv2shm_consumer_missed(const struct sv2shm_consumer *c)
+{
+	return c ? atomic_load_explicit(&c->ring->missed, memory_order_acquire) : 0;
+}
+
 SV2SHM_API struct sv2shm_region *sv2shm_consumer_region(struct sv2shm_consumer *c)
 {
 	return c ? c->region : NULL;
@@ -467,8 +484,7 @@ SV2SHM_API int sv2shm_consumer_free(struct sv2shm_consumer *c)
 	munmap(c->ring, c->ring_size);
 	close(c->ring_fd);
 	close(c->epfd);
-	close(c->wake_efd);
-	close(c->notify_efd);
+	close(c->wake);
 	close(c->sock);
 	free(c);
 	return 0;

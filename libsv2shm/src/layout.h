@@ -3,15 +3,18 @@
  * heap) and the shared pool (in a control memfd every process maps) use.
  *
  * Who writes what:
- *   - the producer (one thread of one process) writes everything except the
- *     holder bits of a slot's state word and the mask bits it clears;
- *   - a holder (any thread, any process) clears its own holder bit with a CAS
- *     on the slot's state word and, when it was the last, the slot's bit in
- *     the mask (release ordering); then bumps release_seq.
+ *   - in-process pool (heap): the allocator (one thread) writes everything
+ *     except holder bits; a holder (any thread) clears its own holder bit
+ *     with a CAS on the slot's state word (slots.c) and, when the producer
+ *     waits, bumps release_seq;
+ *   - shared pool (memfd): only the producer's process writes it. Consumers
+ *     map it read-only (the memfd is sealed F_SEAL_FUTURE_WRITE) and record
+ *     their releases in their own ring instead (wire.h, slots.c), so no
+ *     consumer can change what another one, or the producer, sees here.
  *
- * The producer never trusts a value it reads here beyond the mask: offsets,
- * lengths and generations it needs are kept in its private memory too.
- * Holders validate everything they read before using it.
+ * The state words and the mask of a shared pool are views the producer
+ * writes as absolute values from its private truth; the allocator never
+ * reads them back as truth. Consumers validate what they read.
  */
 #ifndef SV2SHM_LAYOUT_H
 #define SV2SHM_LAYOUT_H
@@ -25,7 +28,7 @@
 #define SV2SHM_CACHE_LINE 64
 
 #define SV2SHM_CTL_MAGIC UINT32_C(0x32767368) /* "hsv2" read little-endian: 'h','s','v','2' */
-#define SV2SHM_CTL_VERSION 1u
+#define SV2SHM_CTL_VERSION 2u
 
 /* A slot state word: generation in the high 32 bits, holder bits in the low
  * 32. Bit 0 is the producer's own hold (the slice returned by
@@ -53,11 +56,13 @@ struct sv2shm_ctl {
 	uint64_t region_id;    /* random id a descriptor must name */
 	uint8_t reserved0[SV2SHM_CACHE_LINE - 32];
 
-	/* line 1: the slot mask, alone — the allocator's truth */
+	/* line 1: the slot mask: a view of the slots in use (slot map, tools) */
 	alignas(SV2SHM_CACHE_LINE) _Atomic uint64_t mask;
 	uint8_t reserved1[SV2SHM_CACHE_LINE - 8];
 
-	/* line 2: release sequence (futex word) and the producer's "wake me" flag */
+	/* line 2: release sequence (futex word) and the producer's wait epoch
+	 * (odd: waiting). Written as absolute values by the producer; holders of
+	 * an in-process pool bump release_seq. */
 	alignas(SV2SHM_CACHE_LINE) _Atomic uint32_t release_seq;
 	_Atomic uint32_t producer_waiting;
 	uint8_t reserved2[SV2SHM_CACHE_LINE - 8];

@@ -23,10 +23,12 @@
  * slot index not still referenced by a run. The runs keep their slices in
  * address order in two small deques of slot indices.
  *
- * Concurrency: only the producer thread runs this file's allocator. Holders
- * on any thread release with a CAS on the slot's state word (generation |
- * holders) and then clear the mask bit with release ordering; the producer
- * reads the mask with acquire ordering before it reuses any byte.
+ * Concurrency: only the producer thread runs this file's allocator. Whether
+ * a slot is free is decided by the protocol in slots.c (holders on any
+ * thread CAS their bit off an in-process slot's state word; consumers of a
+ * shared pool record releases in their own rings); the allocator asks it
+ * with seq_cst loads before it reuses any byte, and never reads the shared
+ * mask back: it writes it as a view of the slots its runs reference.
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -36,7 +38,6 @@
 
 #include "internal.h"
 #include "pool.h"
-#include "region.h"
 
 #define BIT(i) (UINT64_C(1) << (i))
 
@@ -90,48 +91,48 @@ static void set_mode(struct sv2shm_pool *p, int mode)
 	p->stats.mode_switches++;
 }
 
-/*
- * Drop freed slices from the ends of both runs (given the mask `m` just
- * read), let an empty back run take over the front run, and restart at 0 when
- * both runs are empty. Slices freed in the middle of a run keep their slot
- * index reserved until they reach an end.
- */
-/*
- * Is slot s free? Its mask bit is clear and nobody holds it in its state
- * word. A clear bit with holders left means a late release cleared a bit it
- * no longer owned (a releaser that stalled between its two steps while the
- * slot was reclaimed and reused): the bit is set again and the slot stays in
- * use, so the mask can be wrong for a moment but never hands out held bytes.
- */
-static bool slot_free(struct sv2shm_pool *p, uint64_t m, unsigned s)
+/* Is slot s free: does no one hold its current generation? (slots.c) */
+bool pool_slot_free(const struct sv2shm_pool *p, unsigned s)
 {
-	if (m & BIT(s))
-		return false;
-	uint64_t st = atomic_load_explicit(&p->ctl->slots[s].state, memory_order_acquire);
-	if (SV2SHM_STATE_HOLDERS(st) == 0)
-		return true;
-	atomic_fetch_or_explicit(&p->ctl->mask, BIT(s), memory_order_relaxed);
-	return false;
+	if (p->peers)
+		return slot_holders_shared(p->peers, ((struct sv2shm_pool *)p)->own_gen, s, p->gen[s]) == 0;
+	return slot_free_inproc(p->ctl, s, p->gen[s]);
 }
 
-static void tidy(struct sv2shm_pool *p, uint64_t m)
+/* A slot leaves a run: it is free, and the mask view says so. */
+static void drop_slot(struct sv2shm_pool *p, unsigned s)
+{
+	p->owned &= ~BIT(s);
+	p->mask_view &= ~BIT(s);
+}
+
+/*
+ * Drop freed slices from the ends of both runs, let an empty back run take
+ * over the front run, and restart at 0 when both runs are empty. Slices
+ * freed in the middle of a run keep their slot index reserved until they
+ * reach an end.
+ */
+static void tidy(struct sv2shm_pool *p)
 {
 	struct pool_run *back = &p->run[RUN_BACK], *front = &p->run[RUN_FRONT];
+	uint64_t before = p->mask_view;
 
-	while (back->len && slot_free(p, m, run_first(back)))
-		p->owned &= ~BIT(run_pop_first(back));
-	while (back->len && slot_free(p, m, run_last(back))) {
+	while (back->len && pool_slot_free(p, run_first(back)))
+		drop_slot(p, run_pop_first(back));
+	while (back->len && pool_slot_free(p, run_last(back))) {
 		unsigned s = run_pop_last(back);
-		p->owned &= ~BIT(s);
+		drop_slot(p, s);
 		p->back_end = p->off[s];
 	}
-	while (front->len && slot_free(p, m, run_first(front)))
-		p->owned &= ~BIT(run_pop_first(front));
-	while (front->len && slot_free(p, m, run_last(front))) {
+	while (front->len && pool_slot_free(p, run_first(front)))
+		drop_slot(p, run_pop_first(front));
+	while (front->len && pool_slot_free(p, run_last(front))) {
 		unsigned s = run_pop_last(front);
-		p->owned &= ~BIT(s);
+		drop_slot(p, s);
 		p->front_end = p->off[s];
 	}
+	if (p->mask_view != before)
+		atomic_store_explicit(&p->ctl->mask, p->mask_view, memory_order_release);
 	if (!front->len)
 		p->front_end = 0;
 	if (back->len)
@@ -209,25 +210,19 @@ static void *to_system(struct sv2shm_pool *p, size_t need, size_t len)
  * writable pointer for the `len` new bytes, or NULL when neither run has room
  * or no slot is free.
  */
-static void *place(struct sv2shm_pool *p, uint64_t m, size_t need)
+static void *place(struct sv2shm_pool *p, size_t need)
 {
 	struct sv2shm_buffer *b = &p->buf;
 	unsigned slot;
 	if (p->cur == CUR_POOL) {
 		slot = p->cur_slot;
 	} else {
-		/* Lowest slot that is free in the mask and not held by a run. A mask
-		 * bit we did not set (possible only if shared memory was scribbled
-		 * on) keeps its slot out of use. */
-		uint64_t free_slots = p->all & ~p->owned & ~m;
-		for (;;) {
-			if (!free_slots)
-				return NULL;
-			slot = (unsigned)__builtin_ctzll(free_slots);
-			if (slot_free(p, m, slot))
-				break;
-			free_slots &= free_slots - 1;
-		}
+		/* Lowest slot not referenced by a run: a slot leaves its run only
+		 * once it is free, so every such slot is free. */
+		uint64_t free_slots = p->all & ~p->owned;
+		if (!free_slots)
+			return NULL;
+		slot = (unsigned)__builtin_ctzll(free_slots);
 	}
 
 	int order[2] = {RUN_BACK, RUN_FRONT};
@@ -265,15 +260,28 @@ static int64_t now_us(void)
 	return (int64_t)(mono_ns() / 1000u);
 }
 
+/* Has a slot at an end of a run been freed? Only those make room (a slice
+ * freed in the middle keeps its index and bytes until it reaches an end). */
+static bool ends_free(const struct sv2shm_pool *p)
+{
+	for (int i = 0; i < 2; i++) {
+		const struct pool_run *r = &p->run[i];
+		if (r->len && (pool_slot_free(p, run_first(r)) || pool_slot_free(p, run_last(r))))
+			return true;
+	}
+	return false;
+}
+
 /*
  * SV2SHM_POOL_WAIT: sleep until a release happens (or the deadline). The
- * producer announces itself in producer_waiting (odd = waiting) and then
- * re-reads the mask; a releaser clears its mask bit and then reads
- * producer_waiting. Both sides use seq_cst, so at least one of them sees the
- * other: either the producer sees the freed slot and does not sleep, or the
- * releaser sees the waiter and wakes it.
+ * producer stores an odd epoch in producer_waiting (and, for a shared pool,
+ * in every consumer's ring) — absolute values from its private count, never
+ * read back — then looks for a freed slot; a releaser records its release
+ * and then reads the epoch (slots.h). Both sides use seq_cst, so at least
+ * one of them sees the other: either the producer sees the freed slot and
+ * does not sleep, or the releaser sees the waiter and wakes it.
  */
-static int wait_for_release(struct sv2shm_pool *p, uint64_t seen_mask, int64_t deadline /* us */)
+static int wait_for_release(struct sv2shm_pool *p, int64_t deadline /* us */)
 {
 	struct sv2shm_ctl *ctl = p->ctl;
 	int timeout = -1;
@@ -289,19 +297,24 @@ static int wait_for_release(struct sv2shm_pool *p, uint64_t seen_mask, int64_t d
 	if (p->wait_spin_us != SV2SHM_SPIN_NONE) {
 		uint64_t until = mono_ns() + (uint64_t)p->wait_spin_us * 1000u;
 		for (unsigned i = 1;; i++) {
-			if (atomic_load_explicit(&ctl->mask, memory_order_acquire) != seen_mask)
+			if (ends_free(p))
 				return 0;
 			cpu_relax();
-			if ((i & 63u) == 0 && mono_ns() >= until)
+			if ((i & 15u) == 0 && mono_ns() >= until)
 				break;
 		}
 	}
 	uint32_t seq = atomic_load_explicit(&ctl->release_seq, memory_order_acquire);
-	atomic_fetch_add_explicit(&ctl->producer_waiting, 1u, memory_order_seq_cst);
+	uint32_t epoch = 2u * ++p->waits_started - 1u; /* odd */
+	atomic_store_explicit(&ctl->producer_waiting, epoch, memory_order_seq_cst);
+	if (p->announce)
+		p->announce(p, epoch);
 	int r = 0;
-	if (atomic_load_explicit(&ctl->mask, memory_order_seq_cst) == seen_mask)
+	if (!ends_free(p))
 		r = p->wait(p, seq, timeout);
-	atomic_fetch_add_explicit(&ctl->producer_waiting, 1u, memory_order_seq_cst);
+	atomic_store_explicit(&ctl->producer_waiting, epoch + 1u, memory_order_seq_cst);
+	if (p->announce)
+		p->announce(p, epoch + 1u);
 	p->stats.waits++;
 	return r == -ETIMEDOUT ? 0 : r; /* the loop checks the deadline itself */
 }
@@ -334,9 +347,8 @@ static void *pool_get_writable_slow(struct sv2shm_buffer *b, size_t len)
 
 	int64_t deadline = -2; /* not computed yet */
 	for (;;) {
-		uint64_t m = atomic_load_explicit(&p->ctl->mask, memory_order_acquire);
-		tidy(p, m);
-		uint8_t *w = place(p, m, need);
+		tidy(p);
+		uint8_t *w = place(p, need);
 		if (w)
 			return w;
 		/* Full. Keep what was written where it is: place() changed nothing
@@ -357,7 +369,7 @@ static void *pool_get_writable_slow(struct sv2shm_buffer *b, size_t len)
 			b->_error = -ETIMEDOUT;
 			return NULL;
 		}
-		int r = wait_for_release(p, m, deadline);
+		int r = wait_for_release(p, deadline);
 		if (r < 0 && r != -EINTR) {
 			b->_error = r;
 			return NULL;
@@ -398,15 +410,20 @@ static int pool_get_data_owned(struct sv2shm_buffer *b, struct sv2shm_slice *out
 	p->data_off[s] = off + b->_start;
 	p->data_len[s] = len - b->_start;
 	p->claims++;
+	p->claim_no[s] = p->claims;
 	cs->offset = p->data_off[s];
 	cs->length = p->data_len[s];
 	cs->claim = p->claims;
-	/* The slot is free (mask bit clear, no holders): only stale releases can
-	 * touch its state word, and their CAS fails on the new generation. */
-	atomic_store_explicit(&cs->state, SV2SHM_STATE(gen, 1u), memory_order_relaxed);
-	if (p->owner)
+	/* The slot is free: only stale releases can touch its state word, and
+	 * their CAS fails on the new generation. A shared pool's state word is a
+	 * view; the truth is own_gen and the peers' records. */
+	if (p->owner) {
 		atomic_store_explicit(&p->own_gen[s], gen, memory_order_relaxed);
-	atomic_fetch_or_explicit(&p->ctl->mask, BIT(s), memory_order_release);
+		p->peers->pub[s] = 0;
+	}
+	atomic_store_explicit(&cs->state, SV2SHM_STATE(gen, 1u), memory_order_release);
+	p->mask_view |= BIT(s);
+	atomic_store_explicit(&p->ctl->mask, p->mask_view, memory_order_release);
 
 	if (p->cur_run == RUN_BACK)
 		p->back_end = off + len;
@@ -429,40 +446,6 @@ static int pool_get_data_owned(struct sv2shm_buffer *b, struct sv2shm_slice *out
 	return 0;
 }
 
-/*
- * Release holder bit `holder` of slot `slot` at generation `gen`. Any
- * thread; any process for a shared control block. Returns 1 when this was the
- * last holder (the slot is free now), 0 when others still hold it, or
- * -EINVAL / -ESTALE / -EALREADY.
- */
-int pool_ctl_release(struct sv2shm_ctl *ctl, unsigned nslots, unsigned slot, uint32_t gen, unsigned holder)
-{
-	if (slot >= nslots || holder >= SV2SHM_MAX_HOLDERS)
-		return -EINVAL;
-	struct sv2shm_ctl_slot *cs = &ctl->slots[slot];
-	uint32_t hbit = UINT32_C(1) << holder;
-	uint64_t st = atomic_load_explicit(&cs->state, memory_order_acquire);
-	uint64_t next;
-	do {
-		if (SV2SHM_STATE_GEN(st) != gen)
-			return -ESTALE;
-		if (!(SV2SHM_STATE_HOLDERS(st) & hbit))
-			return -EALREADY;
-		next = st & ~(uint64_t)hbit;
-	} while (!atomic_compare_exchange_weak_explicit(&cs->state, &st, next, memory_order_acq_rel,
-							memory_order_acquire));
-	if (SV2SHM_STATE_HOLDERS(next))
-		return 0;
-	/* Last holder: the slot's bytes may be reused once the producer sees this
-	 * (acquire on its side). The release word only moves when the producer
-	 * waits on it (odd epoch): seq_cst on both sides means that either we
-	 * see its epoch here, or it sees our cleared bit before it sleeps. */
-	atomic_fetch_and_explicit(&ctl->mask, ~BIT(slot), memory_order_seq_cst);
-	if (atomic_load_explicit(&ctl->producer_waiting, memory_order_seq_cst) & 1u)
-		atomic_fetch_add_explicit(&ctl->release_seq, 1u, memory_order_seq_cst);
-	return 1;
-}
-
 int pool_release_slice(struct sv2shm_pool *p, unsigned slot, uint32_t gen)
 {
 	if (slot >= p->nslots)
@@ -474,15 +457,12 @@ int pool_release_slice(struct sv2shm_pool *p, unsigned slot, uint32_t gen)
 		 * may have written into the shared control block. */
 		uint32_t want = gen;
 		if (!atomic_compare_exchange_strong_explicit(&p->own_gen[slot], &want, 0u, memory_order_seq_cst,
-							     memory_order_seq_cst)) {
+							     memory_order_seq_cst))
 			r = want == 0 ? -EALREADY : -ESTALE;
-		} else {
-			r = pool_ctl_release(p->ctl, p->nslots, slot, gen, 0);
-			if (r < 0)
-				r = 0; /* the shared word was tampered with; our hold is gone */
-		}
+		else
+			r = 1; /* consumers never held it: publish clears own_gen itself */
 	} else {
-		r = pool_ctl_release(p->ctl, p->nslots, slot, gen, 0);
+		r = slot_release_bit(p->ctl, p->nslots, slot, gen, 0);
 	}
 	if (r == -EALREADY || r == -ESTALE)
 		atomic_fetch_add_explicit(&p->refused, 1u, memory_order_relaxed);
@@ -491,7 +471,7 @@ int pool_release_slice(struct sv2shm_pool *p, unsigned slot, uint32_t gen)
 		/* Offsets read back from the control block are for the trace only. */
 		TRACE(p, SV2SHM_TRACE_RELEASE, (int)slot, p->ctl->slots[slot].offset, p->ctl->slots[slot].length);
 #endif
-		if (r == 1 && p->wake && region_producer_needs_wake(p->ctl, &p->signaled_epoch))
+		if (r == 1 && p->wake && slot_waiter_needs_wake(&p->ctl->producer_waiting, &p->signaled_epoch))
 			p->wake(p);
 	}
 	/* Last touch of the pool: destroy may free it once this reaches 0. */
@@ -502,12 +482,10 @@ int pool_release_slice(struct sv2shm_pool *p, unsigned slot, uint32_t gen)
 /* True while a slice of the pool is live or a release is still running. */
 bool pool_busy(const struct sv2shm_pool *p)
 {
-	if (p->owner) {
-		for (unsigned s = 0; s < p->nslots; s++)
-			if (atomic_load_explicit(&p->own_gen[s], memory_order_seq_cst))
-				return true;
-	} else if (atomic_load_explicit(&p->ctl->mask, memory_order_seq_cst) != 0) {
-		return true;
+	for (unsigned s = 0; s < p->nslots; s++) {
+		if (p->owner ? atomic_load_explicit(&((struct sv2shm_pool *)p)->own_gen[s], memory_order_seq_cst) != 0
+			     : SV2SHM_STATE_HOLDERS(atomic_load_explicit(&p->ctl->slots[s].state, memory_order_seq_cst)) != 0)
+			return true;
 	}
 	return atomic_load_explicit(&p->releasing, memory_order_seq_cst) != 0;
 }
@@ -558,6 +536,7 @@ static int inproc_wait(struct sv2shm_pool *p, uint32_t seen, int timeout_ms)
 
 static void inproc_wake(struct sv2shm_pool *p)
 {
+	atomic_fetch_add_explicit(&p->ctl->release_seq, 1u, memory_order_seq_cst);
 	futex_wake_u32(&p->ctl->release_seq);
 }
 
@@ -673,6 +652,20 @@ SV2SHM_API const char *sv2shm_pool_mode_name(int mode)
 	}
 }
 
+/* The slots holding a live slice, from private state: the slots the runs
+ * reference, less those no one holds any more. */
+uint64_t pool_live_mask(const struct sv2shm_pool *p)
+{
+	uint64_t m = 0, c = p->mask_view;
+	while (c) {
+		unsigned s = (unsigned)__builtin_ctzll(c);
+		c &= c - 1u;
+		if (!pool_slot_free(p, s))
+			m |= BIT(s);
+	}
+	return m;
+}
+
 static char claim_char(uint64_t claim)
 {
 	static const char names[] = "123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ";
@@ -687,9 +680,9 @@ SV2SHM_API int sv2shm_pool_slot_map(const struct sv2shm_pool *p, char *buf, size
 		return -EINVAL;
 	if (size < p->nslots + 1u)
 		return -ENOSPC;
-	uint64_t m = atomic_load_explicit(&p->ctl->mask, memory_order_acquire);
+	uint64_t m = pool_live_mask(p);
 	for (unsigned i = 0; i < p->nslots; i++)
-		buf[i] = (m & BIT(i)) ? claim_char(p->ctl->slots[i].claim) : '-';
+		buf[i] = (m & BIT(i)) ? claim_char(p->claim_no[i]) : '-';
 	buf[p->nslots] = '\0';
 	return (int)p->nslots;
 }
@@ -699,7 +692,7 @@ SV2SHM_API int sv2shm_pool_stats(const struct sv2shm_pool *p, struct sv2shm_pool
 	if (!p || !out)
 		return -EINVAL;
 	*out = p->stats;
-	out->mask = atomic_load_explicit(&p->ctl->mask, memory_order_acquire);
+	out->mask = pool_live_mask(p);
 	out->live = (uint64_t)__builtin_popcountll(out->mask);
 	out->refused_releases = atomic_load_explicit(&p->refused, memory_order_relaxed);
 	return 0;
@@ -709,11 +702,10 @@ SV2SHM_API int sv2shm_pool_slot_range(const struct sv2shm_pool *p, unsigned slot
 {
 	if (!p || !off || !len || slot >= p->nslots)
 		return -EINVAL;
-	uint64_t m = atomic_load_explicit(&p->ctl->mask, memory_order_acquire);
-	if (!(m & BIT(slot)))
+	if (!(pool_live_mask(p) & BIT(slot)))
 		return 0;
-	*off = p->ctl->slots[slot].offset;
-	*len = p->ctl->slots[slot].length;
+	*off = p->data_off[slot];
+	*len = p->data_len[slot];
 	return 1;
 }
 

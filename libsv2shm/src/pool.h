@@ -3,6 +3,7 @@
 #define SV2SHM_POOL_H
 
 #include "internal.h"
+#include "slots.h"
 
 enum { RUN_BACK = 0, RUN_FRONT = 1 };
 enum { CUR_NONE = 0, CUR_POOL = 1, CUR_SYSTEM = 2 };
@@ -38,12 +39,14 @@ struct sv2shm_pool {
 	uint64_t back_end;  /* where the back run's next slice goes */
 	uint64_t front_end; /* where the front run's next slice goes */
 	uint64_t owned;     /* slots referenced by a run or by the slice being written */
+	uint64_t mask_view; /* slots referenced by a run: what ctl->mask shows */
 
 	/* Producer-private copies: never trust shared memory for these. */
 	uint64_t off[64];      /* where each slot's slice starts in the region */
 	uint64_t data_off[64]; /* the bytes handed out (after danger_set_start) */
 	uint64_t data_len[64];
 	uint32_t gen[64];
+	uint64_t claim_no[64]; /* claim number of each slot's slice, for the slot map */
 	uint64_t claims;
 
 	struct sv2shm_pool_stats stats;
@@ -59,12 +62,19 @@ struct sv2shm_pool {
 	bool own_memory; /* in-process pool: ctl and data are ours */
 	void *owner;     /* the producer wrapping a shared pool */
 
+	/* Shared pools: who each slot went to and where consumers record their
+	 * releases (slots.h); NULL for an in-process pool. */
+	struct slot_peers *peers;
+
 	/* SV2SHM_POOL_WAIT: sleep until the release word moves past `seen`
-	 * (0, -ETIMEDOUT or -errno), and the matching wake for a releaser. */
+	 * (0, -ETIMEDOUT or -errno), and the matching wake for a releaser.
+	 * `announce` (shared pools) tells the consumers the wait epoch. */
 	int wait_timeout_ms;
 	unsigned wait_spin_us;
+	uint32_t waits_started;
 	int (*wait)(struct sv2shm_pool *p, uint32_t seen, int timeout_ms);
 	void (*wake)(struct sv2shm_pool *p);
+	void (*announce)(struct sv2shm_pool *p, uint32_t epoch);
 	_Atomic uint32_t signaled_epoch;
 
 	sv2shm_trace_fn trace_fn;
@@ -76,8 +86,11 @@ void pool_ctl_init(struct sv2shm_ctl *ctl, uint64_t capacity, unsigned nslots, u
 void pool_init(struct sv2shm_pool *p, struct sv2shm_ctl *ctl, uint8_t *data, uint64_t capacity, unsigned nslots,
 	       const struct sv2shm_pool_options *o);
 void pool_fini(struct sv2shm_pool *p);
-int pool_ctl_release(struct sv2shm_ctl *ctl, unsigned nslots, unsigned slot, uint32_t gen, unsigned holder);
 bool pool_busy(const struct sv2shm_pool *p);
+/* Is slot s free (no one holds its current generation)? */
+bool pool_slot_free(const struct sv2shm_pool *p, unsigned s);
+/* The slots holding a live slice (private state and the release records). */
+uint64_t pool_live_mask(const struct sv2shm_pool *p);
 
 /* notify.c: futexes on a 32-bit word, shared between processes. */
 int futex_wait_u32(_Atomic uint32_t *word, uint32_t seen, int timeout_ms);

@@ -1,12 +1,17 @@
 /*
  * The producer: a pool over a shared region, and one channel per consumer
- * (socket + descriptor ring). Publishing a slice sets the consumers' holder
- * bits in the slot's state word, writes one descriptor into each ring, and
- * drops the producer's own hold; a consumer is woken through its eventfd only
- * when it said it was going to sleep.
+ * (socket + descriptor ring + wake socketpair). Publishing a slice records
+ * privately which consumers got it, writes the state word's view, pushes one
+ * descriptor into each ring and drops the producer's own hold; a consumer is
+ * woken through its wake socket only when it said it was going to sleep.
+ *
+ * Nothing here blocks on a peer: every send and receive is MSG_DONTWAIT on a
+ * socket end only this process holds, and the only sleep (a WAIT for room)
+ * is an epoll_wait with a timeout that also ends on a consumer's hang-up.
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
@@ -19,75 +24,208 @@
 #include "notify.h"
 #include "pool.h"
 #include "region.h"
+#include "slots.h"
 
 #define MAX_CONSUMERS (SV2SHM_MAX_HOLDERS - 1) /* holder bit 0 is the producer */
+#define EVQ_SIZE 64
+#define INC_LIMIT (UINT32_C(1) << 26) /* incarnations per bit before ids wrap */
+
+enum { EP_LINK = 1, EP_WAKE = 2, EP_SELF = 3 };
 
 struct link {
 	bool used;
-	int sock;
-	int wake_efd; /* the consumer sleeps on it */
+	uint32_t inc;      /* incarnation of this bit in use (id = bit + 32 * inc) */
+	uint32_t next_inc; /* incarnations handed out so far on this bit */
+	int sock;          /* the SOCK_SEQPACKET channel */
+	int wake;          /* our end of the wake socketpair */
 	int ring_fd;
 	struct sv2shm_ring *ring;
 	size_t ring_size;
-	uint32_t head;    /* private copy of ring->head */
-	bool wake_due;    /* published since the last wake check */
+	uint32_t head;      /* private copy of ring->head */
+	bool wake_due;      /* published since the last wake check */
+	unsigned held_hint; /* upper bound of the slots it holds (recounted at the limit) */
+	uint32_t missed;    /* slices it missed at its limit */
 };
 
 struct sv2shm_producer {
 	struct sv2shm_pool pool;
+	struct slot_peers peers;
 	struct region_mem mem;
-	int mech;
-	uint64_t region_id; /* private copy: consumers can write the control block */
-	int notify_efd; /* consumers -> producer (EVENTFD mechanism) */
-	struct notifier notifier;
+	uint64_t region_id; /* private copy */
 	unsigned ring_entries;
 	bool socket_transport;
-	int epfd;
-	struct link links[MAX_CONSUMERS + 1]; /* index = consumer id */
+	unsigned max_held;
+	int on_limit;
+	int epfd;     /* consumer sockets, wake sockets, self_efd */
+	int self_efd; /* never shared: our own threads wake a waiting producer */
+	struct link links[MAX_CONSUMERS + 1]; /* index = holder bit */
+	struct sv2shm_producer_event evq[EVQ_SIZE];
+	unsigned ev_head, ev_len;
+	uint64_t ev_dropped;
 };
 
-/* Longest single sleep of a waiting producer: it then looks for consumers
- * that hung up (their slots come back) and for a lost wake-up. */
+/* Longest single sleep of a waiting producer (a safety net: hang-ups and
+ * wake-ups end it at once). */
 #define WAIT_SLICE_MS 100
+
+static int link_id(unsigned bit, uint32_t inc)
+{
+	return (int)(bit + 32u * inc);
+}
+
+/* The holder bit of a live consumer id: > 0, or -EINVAL (never handed out) /
+ * -ESRCH (removed). */
+static int resolve_id(const struct sv2shm_producer *p, int id)
+{
+	if (id <= 0)
+		return -EINVAL;
+	unsigned bit = (unsigned)id & 31u;
+	uint32_t inc = (uint32_t)id >> 5;
+	if (bit < 1 || bit > MAX_CONSUMERS)
+		return -EINVAL;
+	const struct link *l = &p->links[bit];
+	if (l->used && l->inc == inc)
+		return (int)bit;
+	return inc < l->next_inc ? -ESRCH : -EINVAL;
+}
+
+static void queue_event(struct sv2shm_producer *p, int id, int reason, unsigned held)
+{
+	if (p->ev_len == EVQ_SIZE) {
+		p->ev_head = (p->ev_head + 1u) % EVQ_SIZE;
+		p->ev_len--;
+		p->ev_dropped++;
+	}
+	struct sv2shm_producer_event *e = &p->evq[(p->ev_head + p->ev_len) % EVQ_SIZE];
+	memset(e, 0, sizeof(*e));
+	e->id = id;
+	e->reason = reason;
+	e->held = held;
+	p->ev_len++;
+}
+
+static void link_close(struct sv2shm_producer *p, unsigned bit)
+{
+	struct link *l = &p->links[bit];
+	if (!l->used)
+		return;
+	epoll_ctl(p->epfd, EPOLL_CTL_DEL, l->sock, NULL);
+	epoll_ctl(p->epfd, EPOLL_CTL_DEL, l->wake, NULL);
+	close(l->sock);
+	close(l->wake);
+	close(l->ring_fd);
+	munmap(l->ring, l->ring_size);
+	uint32_t next_inc = l->next_inc;
+	memset(l, 0, sizeof(*l));
+	l->next_inc = next_inc;
+}
+
+/*
+ * Remove consumer `bit`: every hold it had vanishes from the producer's
+ * records at once (slots.h), the views are rewritten, the channel closed and
+ * an event queued. Returns the slots it held.
+ */
+static unsigned remove_link(struct sv2shm_producer *p, unsigned bit, int reason)
+{
+	struct link *l = &p->links[bit];
+	unsigned held = slot_count_held(&p->peers, bit, p->pool.mask_view, p->pool.gen);
+	uint32_t b = UINT32_C(1) << bit;
+	for (unsigned s = 0; s < p->pool.nslots; s++) {
+		if (!(p->peers.pub[s] & b))
+			continue;
+		p->peers.pub[s] &= ~b;
+		uint32_t own = atomic_load_explicit(&p->pool.own_gen[s], memory_order_relaxed) ? 1u : 0u;
+		atomic_store_explicit(&p->mem.ctl->slots[s].state, SV2SHM_STATE(p->pool.gen[s], p->peers.pub[s] | own),
+				      memory_order_release);
+	}
+	p->peers.released[bit] = NULL;
+	int id = link_id(bit, l->inc);
+	link_close(p, bit);
+	queue_event(p, id, reason, held);
+	return held;
+}
+
+/* Drain what came on consumer `bit`'s channel socket; true if it hung up.
+ * Consumers send nothing there: anything is read and dropped. A zero-length
+ * datagram reads as 0 bytes too, so EOF is told by POLLRDHUP. */
+static bool link_gone(struct link *l, uint32_t events)
+{
+	if (events & (EPOLLHUP | EPOLLRDHUP | EPOLLERR))
+		return true;
+	char buf[64];
+	for (int i = 0; i < 16; i++) {
+		ssize_t k = recv(l->sock, buf, sizeof(buf), MSG_DONTWAIT);
+		if (k > 0)
+			continue;
+		if (k < 0)
+			return errno != EAGAIN && errno != EINTR;
+		struct pollfd pfd = {.fd = l->sock, .events = POLLRDHUP};
+		if (poll(&pfd, 1, 0) == 1 && (pfd.revents & (POLLRDHUP | POLLHUP | POLLERR)))
+			return true;
+	}
+	return false;
+}
+
+/* Wait up to timeout_ms for anything on the epoll fd, and handle it:
+ * hang-ups (removed), wake-ups (drained). Returns the consumers removed, or
+ * -errno. */
+static int producer_events(struct sv2shm_producer *p, int timeout_ms)
+{
+	struct epoll_event evs[2 * MAX_CONSUMERS + 1];
+	int n = epoll_wait(p->epfd, evs, (int)(sizeof(evs) / sizeof(evs[0])), timeout_ms);
+	if (n < 0)
+		return errno == EINTR ? 0 : -errno;
+	int removed = 0;
+	for (int i = 0; i < n; i++) {
+		unsigned kind = evs[i].data.u32 >> 8, bit = evs[i].data.u32 & 0xffu;
+		if (kind == EP_SELF) {
+			uint64_t v;
+			if (read(p->self_efd, &v, sizeof(v)) < 0) {
+				/* EAGAIN: drained already */
+			}
+			continue;
+		}
+		if (bit < 1 || bit > MAX_CONSUMERS || !p->links[bit].used)
+			continue;
+		if (kind == EP_WAKE) {
+			wake_drain(p->links[bit].wake, 64);
+		} else if (kind == EP_LINK && link_gone(&p->links[bit], evs[i].events)) {
+			remove_link(p, bit, SV2SHM_EVENT_HANGUP);
+			removed++;
+		}
+	}
+	return removed;
+}
 
 static int producer_wait(struct sv2shm_pool *pool, uint32_t seen, int timeout_ms)
 {
+	(void)seen;
 	struct sv2shm_producer *p = pool->owner;
 	/* Wake-ups deferred by SV2SHM_PUBLISH_MORE are owed now: the room we
 	 * wait for may depend on a consumer that sleeps. */
 	sv2shm_producer_flush(p);
-	if (sv2shm_producer_process(p) > 0)
-		return 0; /* a dead consumer's slots were reclaimed: look again */
 	int slice = timeout_ms < 0 || timeout_ms > WAIT_SLICE_MS ? WAIT_SLICE_MS : timeout_ms;
-	int r = notifier_wait(&p->notifier, seen, slice);
-	if (r == -ETIMEDOUT && slice < timeout_ms)
-		r = 0; /* not the caller's deadline yet: it loops */
-	if (r == -ETIMEDOUT && timeout_ms < 0)
-		r = 0;
-	return r;
+	int r = producer_events(p, slice);
+	return r < 0 ? r : 0; /* the allocator checks the deadline and looks again */
+}
+
+/* Tell every consumer the wait epoch (odd: waiting). Absolute values. */
+static void producer_announce(struct sv2shm_pool *pool, uint32_t epoch)
+{
+	struct sv2shm_producer *p = pool->owner;
+	for (unsigned b = 1; b <= MAX_CONSUMERS; b++)
+		if (p->links[b].used)
+			atomic_store_explicit(&p->links[b].ring->waiting, epoch, memory_order_seq_cst);
 }
 
 /* A release by another thread of the producer's own process. */
 static void producer_wake(struct sv2shm_pool *pool)
 {
 	struct sv2shm_producer *p = pool->owner;
-	if (p->mech == SV2SHM_NOTIFY_FUTEX) {
-		futex_wake_u32(&p->mem.ctl->release_seq);
-	} else {
-		uint64_t one = 1;
-		if (write(p->notify_efd, &one, sizeof(one)) < 0) {
-			/* EAGAIN: the counter is already non-zero, the producer wakes. */
-		}
+	uint64_t one = 1;
+	if (write(p->self_efd, &one, sizeof(one)) < 0) {
+		/* EAGAIN: the counter is already non-zero, the producer wakes. */
 	}
-}
-
-static int choose_mech(int asked, bool want_uring)
-{
-	if (asked == SV2SHM_NOTIFY_EVENTFD || asked == SV2SHM_NOTIFY_FUTEX)
-		return asked;
-	/* Default: measured in bench/ipc.c (see BENCHES.md): the futex wake
-	 * through io_uring where the kernel has it, else the eventfd write. */
-	return want_uring && notify_uring_has_futex() ? SV2SHM_NOTIFY_FUTEX : SV2SHM_NOTIFY_EVENTFD;
 }
 
 SV2SHM_API int sv2shm_producer_new(const struct sv2shm_producer_options *o, struct sv2shm_producer **out)
@@ -101,59 +239,53 @@ SV2SHM_API int sv2shm_producer_new(const struct sv2shm_producer_options *o, stru
 	unsigned entries = o->ring_entries ? o->ring_entries : 256;
 	if (entries < 2 || entries > SV2SHM_RING_MAX_ENTRIES || (entries & (entries - 1)))
 		return -EINVAL;
-	if (o->notify < SV2SHM_NOTIFY_DEFAULT || o->notify > SV2SHM_NOTIFY_FUTEX)
+	if (o->notify != SV2SHM_NOTIFY_DEFAULT && o->notify != SV2SHM_NOTIFY_SOCKET)
+		return -EINVAL;
+	if (o->max_held > nslots || (o->on_limit != SV2SHM_LIMIT_SKIP && o->on_limit != SV2SHM_LIMIT_DISCONNECT &&
+				     o->on_limit != SV2SHM_LIMIT_REFUSE))
 		return -EINVAL;
 
 	struct sv2shm_producer *p = calloc(1, sizeof(*p));
 	if (!p)
 		return -ENOMEM;
-	p->notify_efd = -1;
 	p->epfd = -1;
+	p->self_efd = -1;
 	p->ring_entries = entries;
 	p->socket_transport = o->socket_transport;
+	/* Default: one slot less than the pool, so a consumer that stops
+	 * reading leaves room for the others. (At publish time the slot being
+	 * published is not held yet, so max_held == slots means "no limit".) */
+	p->max_held = o->max_held ? o->max_held : (nslots > 1u ? nslots - 1u : 1u);
+	p->on_limit = o->on_limit;
 	r = region_create(o->pool.capacity, nslots, &p->mem);
 	if (r < 0) {
 		free(p);
 		return r;
 	}
 	p->region_id = p->mem.ctl->region_id;
-	p->notify_efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+	p->self_efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
 	p->epfd = epoll_create1(EPOLL_CLOEXEC);
-	if (p->notify_efd < 0 || p->epfd < 0) {
+	struct epoll_event ev = {.events = EPOLLIN, .data.u32 = EP_SELF << 8};
+	if (p->self_efd < 0 || p->epfd < 0 || epoll_ctl(p->epfd, EPOLL_CTL_ADD, p->self_efd, &ev) < 0) {
 		r = -errno;
 		goto fail;
 	}
-	p->mech = choose_mech(o->notify, !o->no_io_uring);
-	r = notifier_open(&p->notifier, p->mech, p->notify_efd, &p->mem.ctl->release_seq, !o->no_io_uring);
-	if (r < 0)
-		goto fail;
 	pool_init(&p->pool, p->mem.ctl, p->mem.data, o->pool.capacity, nslots, &o->pool);
 	p->pool.owner = p;
+	p->pool.peers = &p->peers;
 	p->pool.wait = producer_wait;
 	p->pool.wake = producer_wake;
+	p->pool.announce = producer_announce;
 	*out = p;
 	return 0;
 fail:
-	if (p->notify_efd >= 0)
-		close(p->notify_efd);
+	if (p->self_efd >= 0)
+		close(p->self_efd);
 	if (p->epfd >= 0)
 		close(p->epfd);
 	region_mem_free(&p->mem);
 	free(p);
 	return r;
-}
-
-static void link_close(struct sv2shm_producer *p, int id)
-{
-	struct link *l = &p->links[id];
-	if (!l->used)
-		return;
-	epoll_ctl(p->epfd, EPOLL_CTL_DEL, l->sock, NULL);
-	close(l->sock);
-	close(l->wake_efd);
-	close(l->ring_fd);
-	munmap(l->ring, l->ring_size);
-	memset(l, 0, sizeof(*l));
 }
 
 SV2SHM_API int sv2shm_producer_destroy(struct sv2shm_producer *p)
@@ -162,11 +294,10 @@ SV2SHM_API int sv2shm_producer_destroy(struct sv2shm_producer *p)
 		return 0;
 	if (pool_busy(&p->pool))
 		return -EBUSY; /* a slice of ours is still out, or being released */
-	for (int id = 1; id <= MAX_CONSUMERS; id++)
-		link_close(p, id);
-	notifier_close(&p->notifier);
+	for (unsigned b = 1; b <= MAX_CONSUMERS; b++)
+		link_close(p, b);
 	pool_fini(&p->pool);
-	close(p->notify_efd);
+	close(p->self_efd);
 	close(p->epfd);
 	region_mem_free(&p->mem); /* consumers keep their own mappings */
 	free(p);
@@ -185,7 +316,7 @@ SV2SHM_API struct sv2shm_buffer *sv2shm_producer_buffer(struct sv2shm_producer *
 
 SV2SHM_API const char *sv2shm_producer_notify_name(const struct sv2shm_producer *p)
 {
-	return p ? p->notifier.name : "?";
+	return p ? "socket-recv epoll" : "?";
 }
 
 SV2SHM_API int sv2shm_producer_fd(const struct sv2shm_producer *p)
@@ -206,22 +337,27 @@ SV2SHM_API int sv2shm_producer_add_consumer(struct sv2shm_producer *p, int sock)
 		close(sock);
 		return -EINVAL;
 	}
-	int id = 1;
-	while (id <= MAX_CONSUMERS && p->links[id].used)
-		id++;
-	if (id > MAX_CONSUMERS) {
+	unsigned bit = 1;
+	while (bit <= MAX_CONSUMERS && p->links[bit].used)
+		bit++;
+	if (bit > MAX_CONSUMERS) {
 		close(sock);
 		return -EMFILE;
 	}
-	struct link *l = &p->links[id];
+	struct link *l = &p->links[bit];
+	uint32_t inc = l->next_inc % INC_LIMIT;
 	l->sock = sock;
 	l->ring_fd = -1;
+	l->wake = -1;
+	int peer_wake = -1;
 	int r;
-	l->wake_efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-	if (l->wake_efd < 0) {
+	int sv[2];
+	if (socketpair(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0, sv) < 0) {
 		r = -errno;
 		goto fail;
 	}
+	l->wake = sv[0];
+	peer_wake = sv[1];
 	l->ring_size = ring_bytes(p->ring_entries);
 	void *map = NULL;
 	l->ring_fd = region_memfd("sv2shm-ring", l->ring_size, F_SEAL_SHRINK | F_SEAL_GROW, &map);
@@ -243,8 +379,8 @@ SV2SHM_API int sv2shm_producer_add_consumer(struct sv2shm_producer *p, int sock)
 	struct sv2shm_msg_setup msg;
 	memset(&msg, 0, sizeof(msg));
 	chan_hdr(&msg.hdr, SV2SHM_MSG_SETUP);
-	msg.holder = (uint32_t)id;
-	msg.notify = (uint32_t)p->mech;
+	msg.holder = bit;
+	msg.notify = SV2SHM_NOTIFY_SOCKET;
 	msg.region_id = p->region_id;
 	msg.capacity = p->mem.cap;
 	msg.nslots = p->pool.nslots;
@@ -254,36 +390,42 @@ SV2SHM_API int sv2shm_producer_add_consumer(struct sv2shm_producer *p, int sock)
 	fds[SETUP_FD_CTL] = p->mem.ctl_fd;
 	fds[SETUP_FD_DATA] = p->mem.data_fd;
 	fds[SETUP_FD_RING] = l->ring_fd;
-	fds[SETUP_FD_WAKE] = l->wake_efd;
-	fds[SETUP_FD_NOTIFY] = p->notify_efd;
+	fds[SETUP_FD_WAKE] = peer_wake;
 	r = chan_send(sock, &msg, sizeof(msg), fds, SETUP_NFDS);
+	close(peer_wake);
+	peer_wake = -1;
 	if (r < 0)
 		goto fail;
-	/* Later sends (alloc-mode slices) must not block forever on a stuck
-	 * consumer. */
-	struct timeval tv = {.tv_sec = 1};
-	setsockopt(sock, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
-	struct epoll_event ev = {.events = EPOLLIN | EPOLLRDHUP | EPOLLHUP, .data.u32 = (uint32_t)id};
-	if (epoll_ctl(p->epfd, EPOLL_CTL_ADD, sock, &ev) < 0) {
+	struct epoll_event ev = {.events = EPOLLIN | EPOLLRDHUP, .data.u32 = (EP_LINK << 8) | bit};
+	struct epoll_event evw = {.events = EPOLLIN, .data.u32 = (EP_WAKE << 8) | bit};
+	if (epoll_ctl(p->epfd, EPOLL_CTL_ADD, sock, &ev) < 0 || epoll_ctl(p->epfd, EPOLL_CTL_ADD, l->wake, &evw) < 0) {
 		r = -errno;
+		epoll_ctl(p->epfd, EPOLL_CTL_DEL, sock, NULL);
 		goto fail;
 	}
 	l->used = true;
-	return id;
+	l->inc = inc;
+	l->next_inc = inc + 1u;
+	p->peers.released[bit] = l->ring->released;
+	return link_id(bit, inc);
 fail:
 	if (l->ring)
 		munmap(l->ring, l->ring_size);
 	if (l->ring_fd >= 0)
 		close(l->ring_fd);
-	if (l->wake_efd >= 0)
-		close(l->wake_efd);
+	if (l->wake >= 0)
+		close(l->wake);
+	if (peer_wake >= 0)
+		close(peer_wake);
 	close(sock);
+	uint32_t next_inc = l->next_inc;
 	memset(l, 0, sizeof(*l));
+	l->next_inc = next_inc;
 	return r;
 }
 
-/* Room for one more descriptor in consumer id's ring? A tail the consumer
- * wrote that makes no sense is treated as a full ring and a broken peer. */
+/* Room for one more descriptor in the consumer's ring? A tail the consumer
+ * wrote that makes no sense is a broken peer (-EPROTO). */
 static int ring_room(struct sv2shm_producer *p, struct link *l)
 {
 	uint32_t tail = atomic_load_explicit(&l->ring->tail, memory_order_acquire);
@@ -302,38 +444,74 @@ static void ring_push(struct sv2shm_producer *p, struct link *l, const struct sv
 	l->wake_due = true;
 }
 
-static int wake_link(struct link *l)
+static void wake_link(struct link *l)
 {
 	if (!l->wake_due || !l->ring)
-		return 0;
+		return;
 	l->wake_due = false;
-	if (!atomic_load_explicit(&l->ring->consumer_sleeping, memory_order_seq_cst))
-		return 0;
-	uint64_t one = 1;
-	if (write(l->wake_efd, &one, sizeof(one)) < 0 && errno != EAGAIN)
-		return -errno;
-	return 0;
+	if (atomic_load_explicit(&l->ring->consumer_sleeping, memory_order_seq_cst))
+		wake_send(l->wake);
 }
 
 SV2SHM_API int sv2shm_producer_flush(struct sv2shm_producer *p)
 {
 	if (!p)
 		return -EINVAL;
-	int r = 0;
-	for (int id = 1; id <= MAX_CONSUMERS; id++)
-		if (p->links[id].used) {
-			int e = wake_link(&p->links[id]);
-			if (e < 0)
-				r = e;
-		}
-	return r;
+	for (unsigned b = 1; b <= MAX_CONSUMERS; b++)
+		if (p->links[b].used)
+			wake_link(&p->links[b]);
+	return 0;
 }
 
-static int publish_overflow(struct sv2shm_producer *p, struct sv2shm_slice *s, const int *ids, unsigned n)
+/* Has the consumer's channel socket room for one more message? (A message
+ * that does not fit fails with EAGAIN anyway: this tells it in advance, so
+ * that SV2SHM_LIMIT_REFUSE can refuse before anything is sent.) */
+static bool sock_room(int sock)
+{
+	struct pollfd pfd = {.fd = sock, .events = POLLOUT};
+	return poll(&pfd, 1, 0) == 1 && (pfd.revents & POLLOUT);
+}
+
+/* Is consumer `bit` at its limit of slots held? Counted exactly only when
+ * the cheap upper bound says it may be. */
+static bool at_limit(struct sv2shm_producer *p, unsigned bit)
+{
+	struct link *l = &p->links[bit];
+	if (l->held_hint < p->max_held)
+		return false;
+	l->held_hint = slot_count_held(&p->peers, bit, p->pool.mask_view, p->pool.gen);
+	return l->held_hint >= p->max_held;
+}
+
+/* Consumers in `bits` did not get a slice because of their limit (or a full
+ * socket): skip them (counted, and the count is theirs to read) or remove
+ * them, as the policy says. */
+static void apply_limit(struct sv2shm_producer *p, uint32_t bits)
+{
+	while (bits) {
+		unsigned b = (unsigned)__builtin_ctz(bits);
+		bits &= bits - 1u;
+		struct link *l = &p->links[b];
+		if (!l->used)
+			continue;
+		if (p->on_limit == SV2SHM_LIMIT_DISCONNECT) {
+			remove_link(p, b, SV2SHM_EVENT_LIMIT);
+		} else {
+			l->missed++;
+			atomic_store_explicit(&l->ring->missed, l->missed, memory_order_release);
+		}
+	}
+}
+
+/* An alloc-mode slice: copied once into its own sealed memfd, sent to each
+ * consumer. Returns the consumers it could not reach. */
+static uint32_t publish_overflow(struct sv2shm_producer *p, struct sv2shm_slice *s, uint32_t bits, int *err)
 {
 	int fd = region_overflow_memfd(s->data, s->len);
-	if (fd < 0)
-		return fd;
+	if (fd < 0) {
+		*err = fd;
+		return 0;
+	}
 	struct sv2shm_desc d = {.version = SV2SHM_DESC_VERSION,
 				.kind = SV2SHM_DESC_OVERFLOW,
 				.region_id = p->region_id,
@@ -342,44 +520,35 @@ static int publish_overflow(struct sv2shm_producer *p, struct sv2shm_slice *s, c
 	memset(&msg, 0, sizeof(msg));
 	chan_hdr(&msg.hdr, SV2SHM_MSG_OVERFLOW);
 	sv2shm_desc_encode(&d, msg.desc);
-	int r = 0;
-	for (unsigned i = 0; i < n; i++) {
-		struct link *l = &p->links[ids[i]];
+	uint32_t failed = 0;
+	for (uint32_t m = bits; m; m &= m - 1u) {
+		struct link *l = &p->links[__builtin_ctz(m)];
 		/* The message first, then the marker that tells the consumer to
 		 * read it: it is on the socket by the time the marker is seen. */
-		int e = chan_send(l->sock, &msg, sizeof(msg), &fd, 1);
-		if (e < 0) {
-			if (!r)
-				r = e == -EAGAIN ? -EAGAIN : -EPIPE; /* the others still get it */
+		if (chan_send(l->sock, &msg, sizeof(msg), &fd, 1) < 0) {
+			failed |= m & -m;
 			continue;
 		}
 		if (!p->socket_transport)
 			ring_push(p, l, &d);
 	}
 	close(fd);
-	/* Consumers before a failure have it: the slice is consumed either way,
-	 * so that a retry cannot deliver it twice. */
-	sv2shm_slice_release(s);
-	return r;
+	return failed;
 }
 
 /* The plain fallback: one DESC message per consumer. A consumer the message
- * could not reach gets its holder bit back, so the slot cannot leak. */
-static int publish_socket(struct sv2shm_producer *p, const struct sv2shm_desc *d, const int *ids, unsigned n)
+ * could not reach never held the slot. Returns those consumers. */
+static uint32_t publish_socket(struct sv2shm_producer *p, const struct sv2shm_desc *d, uint32_t bits)
 {
 	struct sv2shm_msg_desc msg;
 	memset(&msg, 0, sizeof(msg));
 	chan_hdr(&msg.hdr, SV2SHM_MSG_DESC);
 	sv2shm_desc_encode(d, msg.desc);
-	int r = 0;
-	for (unsigned i = 0; i < n; i++) {
-		int e = chan_send(p->links[ids[i]].sock, &msg, sizeof(msg), NULL, 0);
-		if (e < 0) {
-			pool_ctl_release(p->mem.ctl, p->pool.nslots, d->slot, d->generation, (unsigned)ids[i]);
-			r = e == -EAGAIN ? -EAGAIN : -EPIPE;
-		}
-	}
-	return r;
+	uint32_t failed = 0;
+	for (uint32_t m = bits; m; m &= m - 1u)
+		if (chan_send(p->links[__builtin_ctz(m)].sock, &msg, sizeof(msg), NULL, 0) < 0)
+			failed |= m & -m;
+	return failed;
 }
 
 SV2SHM_API int sv2shm_producer_publish(struct sv2shm_producer *p, struct sv2shm_slice *s, const int *ids, unsigned n,
@@ -395,118 +564,128 @@ SV2SHM_API int sv2shm_producer_publish(struct sv2shm_producer *p, struct sv2shm_
 		return -EINVAL; /* not a live slice of ours */
 	uint32_t bits = 0;
 	for (unsigned i = 0; i < n; i++) {
-		int id = ids[i];
-		if (id < 1 || id > MAX_CONSUMERS || !p->links[id].used || (bits & (UINT32_C(1) << id)))
+		int b = resolve_id(p, ids[i]);
+		if (b < 0)
+			return b;
+		if (bits & (UINT32_C(1) << b))
 			return -EINVAL;
-		bits |= UINT32_C(1) << id;
-		int r = p->socket_transport ? 0 : ring_room(p, &p->links[id]);
-		if (r == -EPROTO) {
-			sv2shm_producer_remove_consumer(p, id);
-			return -EPIPE;
-		}
-		if (r < 0)
-			return r;
+		bits |= UINT32_C(1) << b;
 	}
 
-	int r;
+	/* Who can take it: a broken ring removes its consumer; a full ring or a
+	 * consumer at its slot limit is "at its limit". */
+	uint32_t deliver = 0, over = 0, broken = 0;
+	for (uint32_t m = bits; m; m &= m - 1u) {
+		unsigned b = (unsigned)__builtin_ctz(m);
+		int r = p->socket_transport ? 0 : ring_room(p, &p->links[b]);
+		if (r == -EPROTO)
+			broken |= UINT32_C(1) << b;
+		else if (r == -EAGAIN || (pool_slice && at_limit(p, b)) ||
+			 ((p->socket_transport || !pool_slice) && !sock_room(p->links[b].sock)))
+			over |= UINT32_C(1) << b;
+		else
+			deliver |= UINT32_C(1) << b;
+	}
+	for (uint32_t m = broken; m; m &= m - 1u)
+		remove_link(p, (unsigned)__builtin_ctz(m), SV2SHM_EVENT_PROTOCOL);
+	if (over && p->on_limit == SV2SHM_LIMIT_REFUSE)
+		return -EAGAIN;
+	apply_limit(p, over);
+	int missing = __builtin_popcount(broken | over);
+
+	if (!deliver) {
+		sv2shm_slice_release(s); /* nobody takes it: the slot frees at once */
+		return missing;
+	}
+	uint32_t failed;
 	if (!pool_slice) {
-		r = publish_overflow(p, s, ids, n);
+		int err = 0;
+		failed = publish_overflow(p, s, deliver, &err);
+		if (err < 0)
+			return err; /* nothing sent; *s is still the caller's */
+		sv2shm_slice_release(s);
 	} else {
 		unsigned slot = s->_slot;
-		struct sv2shm_ctl_slot *cs = &p->mem.ctl->slots[slot];
-		uint64_t st = atomic_load_explicit(&cs->state, memory_order_relaxed);
-		uint64_t next;
-		do {
-			if (SV2SHM_STATE_GEN(st) != s->_gen || !(SV2SHM_STATE_HOLDERS(st) & 1u))
-				return -EINVAL; /* not a live slice of ours any more */
-			/* Hand over in one step: the consumers' bits on, ours off. */
-			next = (st | bits) & ~(uint64_t)1u;
-		} while (!atomic_compare_exchange_weak_explicit(&cs->state, &st, next, memory_order_release,
-								memory_order_relaxed));
+		uint32_t gen = s->_gen;
 		struct sv2shm_desc d = {.version = SV2SHM_DESC_VERSION,
 					.kind = SV2SHM_DESC_POOL,
 					.slot = (uint16_t)slot,
-					.generation = s->_gen,
+					.generation = gen,
 					.region_id = p->region_id,
 					.offset = p->pool.data_off[slot],
 					.length = p->pool.data_len[slot]};
-		/* Our hold went with the CAS. */
+		/* Private record first, then the consumers' view, then our hold
+		 * goes: the slot is never free in between. */
+		p->peers.pub[slot] = deliver;
+		atomic_store_explicit(&p->mem.ctl->slots[slot].state, SV2SHM_STATE(gen, deliver), memory_order_release);
 		atomic_store_explicit(&p->pool.own_gen[slot], 0u, memory_order_seq_cst);
 		memset(s, 0, sizeof(*s));
-		r = 0;
-		if (p->socket_transport)
-			r = publish_socket(p, &d, ids, n);
-		else
-			for (unsigned i = 0; i < n; i++)
-				ring_push(p, &p->links[ids[i]], &d);
+		if (p->socket_transport) {
+			failed = publish_socket(p, &d, deliver);
+			if (failed) {
+				p->peers.pub[slot] &= ~failed;
+				atomic_store_explicit(&p->mem.ctl->slots[slot].state,
+						      SV2SHM_STATE(gen, p->peers.pub[slot]), memory_order_release);
+			}
+		} else {
+			failed = 0;
+			for (uint32_t m = deliver; m; m &= m - 1u)
+				ring_push(p, &p->links[__builtin_ctz(m)], &d);
+		}
+		for (uint32_t m = deliver & ~failed; m; m &= m - 1u)
+			p->links[__builtin_ctz(m)].held_hint++;
 	}
-	if (r < 0)
-		return r;
+	if (failed) {
+		apply_limit(p, failed); /* a full socket is a consumer not keeping up */
+		missing += __builtin_popcount(failed);
+	}
 	if (!(flags & SV2SHM_PUBLISH_MORE))
-		for (unsigned i = 0; i < n; i++)
-			wake_link(&p->links[ids[i]]);
-	return 0;
+		for (uint32_t m = deliver & ~failed; m; m &= m - 1u)
+			if (p->links[__builtin_ctz(m)].used)
+				wake_link(&p->links[__builtin_ctz(m)]);
+	return missing;
 }
 
 SV2SHM_API int sv2shm_producer_remove_consumer(struct sv2shm_producer *p, int id)
 {
-	if (!p || id < 1 || id > MAX_CONSUMERS || !p->links[id].used)
+	if (!p)
 		return -EINVAL;
-	struct sv2shm_ctl *ctl = p->mem.ctl;
-	int reclaimed = 0;
-	for (unsigned s = 0; s < p->pool.nslots; s++) {
-		uint64_t st = atomic_load_explicit(&ctl->slots[s].state, memory_order_acquire);
-		/* A CAS on (generation, holders): a release racing with us wins or
-		 * loses cleanly. */
-		while (SV2SHM_STATE_HOLDERS(st) & (UINT32_C(1) << id)) {
-			int r = pool_ctl_release(ctl, p->pool.nslots, s, SV2SHM_STATE_GEN(st), (unsigned)id);
-			if (r >= 0) {
-				reclaimed++;
-				break;
-			}
-			st = atomic_load_explicit(&ctl->slots[s].state, memory_order_acquire);
-		}
-	}
-	/* A consumer killed between the two steps of a release leaves a slot
-	 * with no holders and its mask bit still set: clear it. (Should a live
-	 * releaser clear the bit again later, the allocator notices: see
-	 * slot_free() in pool.c.) */
-	uint64_t m = atomic_load_explicit(&ctl->mask, memory_order_acquire);
-	for (unsigned s = 0; s < p->pool.nslots; s++) {
-		uint64_t st = atomic_load_explicit(&ctl->slots[s].state, memory_order_acquire);
-		if ((m & (UINT64_C(1) << s)) && SV2SHM_STATE_HOLDERS(st) == 0) {
-			atomic_fetch_and_explicit(&ctl->mask, ~(UINT64_C(1) << s), memory_order_seq_cst);
-			reclaimed++;
-		}
-	}
-	link_close(p, id);
-	return reclaimed;
+	int b = resolve_id(p, id);
+	if (b < 0)
+		return b;
+	return (int)remove_link(p, (unsigned)b, SV2SHM_EVENT_REMOVED);
 }
 
 SV2SHM_API int sv2shm_producer_process(struct sv2shm_producer *p)
 {
 	if (!p)
 		return -EINVAL;
-	struct epoll_event evs[MAX_CONSUMERS];
-	int n = epoll_wait(p->epfd, evs, MAX_CONSUMERS, 0);
-	if (n < 0)
-		return errno == EINTR ? 0 : -errno;
-	int removed = 0;
-	for (int i = 0; i < n; i++) {
-		int id = (int)evs[i].data.u32;
-		if (id < 1 || id > MAX_CONSUMERS || !p->links[id].used)
-			continue;
-		bool gone = (evs[i].events & (EPOLLHUP | EPOLLRDHUP | EPOLLERR)) != 0;
-		if (!gone) {
-			/* Consumers send nothing: drain and ignore whatever came. */
-			char buf[64];
-			ssize_t k = recv(p->links[id].sock, buf, sizeof(buf), MSG_DONTWAIT);
-			gone = k == 0 || (k < 0 && errno != EAGAIN && errno != EINTR);
-		}
-		if (gone) {
-			sv2shm_producer_remove_consumer(p, id);
-			removed++;
-		}
-	}
-	return removed;
+	return producer_events(p, 0);
+}
+
+SV2SHM_API int sv2shm_producer_next_event(struct sv2shm_producer *p, struct sv2shm_producer_event *ev)
+{
+	if (!p || !ev)
+		return -EINVAL;
+	if (!p->ev_len)
+		return 0;
+	*ev = p->evq[p->ev_head];
+	p->ev_head = (p->ev_head + 1u) % EVQ_SIZE;
+	p->ev_len--;
+	return 1;
+}
+
+SV2SHM_API uint64_t sv2shm_producer_events_dropped(const struct sv2shm_producer *p)
+{
+	return p ? p->ev_dropped : 0;
+}
+
+SV2SHM_API int sv2shm_producer_held(struct sv2shm_producer *p, int id)
+{
+	if (!p)
+		return -EINVAL;
+	int b = resolve_id(p, id);
+	if (b < 0)
+		return b;
+	return (int)slot_count_held(&p->peers, (unsigned)b, p->pool.mask_view, p->pool.gen);
 }

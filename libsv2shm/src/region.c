@@ -18,12 +18,11 @@
 
 #include "pool.h"
 #include "region.h"
+#include "slots.h"
+#include "wire.h"
 
 #ifndef MFD_NOEXEC_SEAL
 #define MFD_NOEXEC_SEAL 0x0008U
-#endif
-#ifndef F_SEAL_FUTURE_WRITE
-#define F_SEAL_FUTURE_WRITE 0x0010
 #endif
 
 static int memfd(const char *name)
@@ -103,6 +102,8 @@ int region_create(uint64_t cap, unsigned nslots, struct region_mem *out)
 		return r;
 	}
 	pool_ctl_init(ctl, cap, nslots, random_id());
+	/* F_SEAL_FUTURE_WRITE after our mapping: consumers can only map it
+	 * read-only, and cannot write(), fallocate() or punch it either. */
 	if (fcntl(fd, F_ADD_SEALS, REGION_CTL_SEALS) < 0) {
 		r = -errno;
 		munmap(ctl, sizeof(struct sv2shm_ctl));
@@ -194,7 +195,7 @@ SV2SHM_API int sv2shm_region_attach(int ctl_fd, int data_fd, unsigned flags, str
 	if (!rg)
 		return -ENOMEM;
 	rg->ctl_fd = rg->data_fd = -1;
-	struct sv2shm_ctl *ctl = mmap(NULL, sizeof(*ctl), PROT_READ | PROT_WRITE, MAP_SHARED, ctl_fd, 0);
+	const struct sv2shm_ctl *ctl = mmap(NULL, sizeof(*ctl), PROT_READ, MAP_SHARED, ctl_fd, 0);
 	if (ctl == MAP_FAILED) {
 		free(rg);
 		return -ENOMEM;
@@ -236,7 +237,7 @@ SV2SHM_API int sv2shm_region_attach(int ctl_fd, int data_fd, unsigned flags, str
 fail:
 	if (rg->data)
 		munmap((void *)rg->data, (size_t)rg->cap);
-	munmap(ctl, sizeof(*ctl));
+	munmap((void *)(uintptr_t)ctl, sizeof(*ctl));
 	if (rg->ctl_fd >= 0)
 		close(rg->ctl_fd);
 	if (rg->data_fd >= 0)
@@ -260,21 +261,26 @@ SV2SHM_API int sv2shm_region_open(struct sv2shm_region *r, const uint8_t desc[SV
 		return -ENXIO;
 	if (d.slot >= r->nslots)
 		return -ERANGE;
-	struct sv2shm_ctl_slot *cs = &r->ctl->slots[d.slot];
-	uint64_t st = atomic_load_explicit(&cs->state, memory_order_acquire);
-	uint64_t m = atomic_load_explicit(&r->ctl->mask, memory_order_acquire);
+	/* The state word is the producer's view (consumers cannot write the
+	 * control block): it names the slot's current generation and the
+	 * consumers it went to. Offset and length come from the descriptor, which
+	 * only the producer writes too, and are bounded by our private capacity. */
+	uint64_t st = atomic_load_explicit(&((struct sv2shm_ctl *)(uintptr_t)r->ctl)->slots[d.slot].state,
+					   memory_order_acquire);
 	bool ours = (SV2SHM_STATE_HOLDERS(st) & (UINT32_C(1) << holder)) != 0;
 	if (d.offset > r->cap || d.length > r->cap - d.offset)
 		e = -EFAULT;
 	else if (SV2SHM_STATE_GEN(st) != d.generation)
 		e = -ESTALE;
-	else if (!(m & (UINT64_C(1) << d.slot)))
-		e = -ENOENT;
 	else if (!ours)
 		e = -EACCES;
-	/* The producer wrote offset/length before setting our holder bit (read
-	 * with acquire above); they must name the same bytes. */
-	else if (cs->offset != d.offset || cs->length != d.length)
+	/* Our own record: that generation was let go of already (a descriptor
+	 * seen twice, the second time after its release). */
+	else if (r->ring && atomic_load_explicit(&r->ring->released[d.slot], memory_order_relaxed) == d.generation)
+		e = -ENOENT;
+	/* The producer wrote the slot record before the state word (read with
+	 * acquire above); the descriptor must name the same bytes. */
+	else if (r->ctl->slots[d.slot].offset != d.offset || r->ctl->slots[d.slot].length != d.length)
 		e = -EFAULT;
 	if (e < 0)
 		return e;
@@ -294,46 +300,38 @@ SV2SHM_API int sv2shm_region_open(struct sv2shm_region *r, const uint8_t desc[SV
 	return 0;
 }
 
-bool region_producer_needs_wake(struct sv2shm_ctl *ctl, _Atomic uint32_t *signaled)
-{
-	/* seq_cst: pairs with the producer's "set waiting, then read the mask". */
-	uint32_t epoch = atomic_load_explicit(&ctl->producer_waiting, memory_order_seq_cst);
-	if (!(epoch & 1u))
-		return false;
-	return atomic_exchange_explicit(signaled, epoch, memory_order_relaxed) != epoch;
-}
-
-void region_drop_hold(struct sv2shm_region *r, const uint8_t raw[SV2SHM_DESC_SIZE], unsigned holder)
+void region_drop_hold(struct sv2shm_region *r, const uint8_t raw[SV2SHM_DESC_SIZE])
 {
 	struct sv2shm_desc d;
-	if (sv2shm_desc_decode(raw, &d) < 0 || d.kind != SV2SHM_DESC_POOL || d.region_id != r->id ||
-	    d.slot >= r->nslots || holder < 1 || holder >= SV2SHM_MAX_HOLDERS)
+	if (!r->ring || sv2shm_desc_decode(raw, &d) < 0 || d.kind != SV2SHM_DESC_POOL || d.region_id != r->id ||
+	    d.slot >= r->nslots || d.generation == 0)
 		return;
 	if (atomic_load_explicit(&r->held[d.slot], memory_order_acquire) != 0)
 		return; /* we hold it through a slice we opened: not this entry's */
-	/* The CAS checks generation and our bit: a wrong one changes nothing. */
-	pool_ctl_release(r->ctl, r->nslots, d.slot, d.generation, holder);
+	/* A generation we were not given changes nothing: the producer compares
+	 * the record with the generation it published. */
+	slot_record_release(r->ring, d.slot, d.generation);
 }
 
-int region_release_slice(struct sv2shm_region *r, unsigned slot, uint32_t gen, unsigned holder, bool *done)
+int region_release_slice(struct sv2shm_region *r, unsigned slot, uint32_t gen)
 {
-	*done = false;
 	if (slot >= r->nslots)
 		return -EINVAL;
 	uint64_t want = ((uint64_t)gen << 1) | 1u;
 	if (!atomic_compare_exchange_strong_explicit(&r->held[slot], &want, 0, memory_order_acq_rel,
 						     memory_order_acquire))
 		return want == 0 ? -EALREADY : -ESTALE;
-	*done = true;
-	/* Our local hold is gone. The shared release fails only if the producer
-	 * reclaimed our hold already (it removed us): that is reported, but the
-	 * slice is released here all the same, so the consumer can be freed. */
-	int rc = pool_ctl_release(r->ctl, r->nslots, slot, gen, holder);
-	if (rc == 1 && r->wake_producer && region_producer_needs_wake(r->ctl, &r->signaled_epoch))
-		r->wake_producer(r);
+	/* Our whole side of the protocol: one store into our own ring, then the
+	 * wake decision (slots.h). After the producer removed us the store is
+	 * harmless: nobody reads it. */
+	if (r->ring) {
+		slot_record_release(r->ring, slot, gen);
+		if (r->wake_producer && slot_waiter_needs_wake(&r->ring->waiting, &r->signaled_epoch))
+			r->wake_producer(r);
+	}
 	/* Last touch: sv2shm_consumer_free / region_detach wait for open == 0. */
 	atomic_fetch_sub_explicit(&r->open, 1, memory_order_release);
-	return rc < 0 ? rc : 0;
+	return 0;
 }
 
 SV2SHM_API int sv2shm_region_detach(struct sv2shm_region *r)
@@ -344,7 +342,7 @@ SV2SHM_API int sv2shm_region_detach(struct sv2shm_region *r)
 		return -EBUSY;
 	if (r->data)
 		munmap((void *)(uintptr_t)r->data, (size_t)r->cap);
-	munmap(r->ctl, sizeof(*r->ctl));
+	munmap((void *)(uintptr_t)r->ctl, sizeof(*r->ctl));
 	close(r->ctl_fd);
 	close(r->data_fd);
 	free(r);

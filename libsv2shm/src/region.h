@@ -6,7 +6,12 @@
 #include "sv2shm/ipc.h"
 
 /* Seals every region memfd carries before another process sees it. */
-#define REGION_CTL_SEALS (F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL)
+#ifndef F_SEAL_FUTURE_WRITE
+#define F_SEAL_FUTURE_WRITE 0x0010
+#endif
+/* Both memfds are write-sealed: only the producer's own mapping, made before
+ * the seal, can write them (consumers write only their own ring). */
+#define REGION_CTL_SEALS (F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL | F_SEAL_FUTURE_WRITE)
 #define REGION_DATA_SEALS (F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL | F_SEAL_FUTURE_WRITE)
 
 /* The producer's side: both memfds, mapped read-write. */
@@ -31,7 +36,7 @@ int region_memfd(const char *name, size_t size, unsigned seals, void **map);
 struct sv2shm_region {
 	int ctl_fd;
 	int data_fd;
-	struct sv2shm_ctl *ctl; /* read-write: holders clear their bits here */
+	const struct sv2shm_ctl *ctl; /* read-only: the producer's view */
 	const uint8_t *data;    /* read-only */
 	uint64_t cap;           /* private copies, checked at attach */
 	unsigned nslots;
@@ -41,24 +46,23 @@ struct sv2shm_region {
 	 * slice of it, 0 otherwise. The local truth for double releases and
 	 * duplicate descriptors, whatever the shared state says. */
 	_Atomic uint64_t held[64];
-	/* Called after a release freed a slot while the producer waits. */
+	/* A consumer's ring (NULL for a region attached by hand): where its
+	 * releases are recorded and the producer's wait epoch is read. */
+	struct sv2shm_ring *ring;
+	/* Called after a release while the producer waits. */
 	void (*wake_producer)(struct sv2shm_region *r);
 	void *wake_user;
 	_Atomic uint32_t signaled_epoch; /* the producer wait epoch already signalled */
 };
 
-/* Release a SHARED slice (sv2shm_slice_release dispatches here). *done
- * tells whether this process's hold is gone (it is, even when the shared
- * release fails because the producer reclaimed it first). */
-int region_release_slice(struct sv2shm_region *r, unsigned slot, uint32_t gen, unsigned holder, bool *done);
+/* Release a SHARED slice (sv2shm_slice_release dispatches here): 0, or
+ * -EINVAL / -EALREADY / -ESTALE from this process's own records. */
+int region_release_slice(struct sv2shm_region *r, unsigned slot, uint32_t gen);
 
 /* A ring entry stands for one hold the producer gave us: when its
  * descriptor is refused, give that hold back (if it names one we have and
  * have not opened), so that a bad descriptor leaks no slot. */
-void region_drop_hold(struct sv2shm_region *r, const uint8_t raw[SV2SHM_DESC_SIZE], unsigned holder);
+void region_drop_hold(struct sv2shm_region *r, const uint8_t raw[SV2SHM_DESC_SIZE]);
 
-/* After a release that freed a slot: should the producer be woken? Returns
- * true at most once per producer wait epoch per caller-kept `signaled`. */
-bool region_producer_needs_wake(struct sv2shm_ctl *ctl, _Atomic uint32_t *signaled);
 
 #endif /* SV2SHM_REGION_H */

@@ -19,7 +19,7 @@
 /* --- descriptor ring (one per consumer, in its own memfd) ----------------- */
 
 #define SV2SHM_RING_MAGIC UINT32_C(0x676e6972) /* "ring" */
-#define SV2SHM_RING_VERSION 1u
+#define SV2SHM_RING_VERSION 2u
 #define SV2SHM_RING_MAX_ENTRIES 65536u
 
 struct sv2shm_ring {
@@ -31,22 +31,31 @@ struct sv2shm_ring {
 	uint64_t region_id; /* the region its descriptors name */
 	uint8_t reserved0[SV2SHM_CACHE_LINE - 24];
 
-	/* line 1: written by the producer only */
+	/* line 1: written by the producer only (absolute values) */
 	alignas(SV2SHM_CACHE_LINE) _Atomic uint32_t head; /* next entry the producer fills */
-	uint8_t reserved1[SV2SHM_CACHE_LINE - 4];
+	_Atomic uint32_t waiting; /* the producer's wait epoch; odd: it waits for a free slot */
+	_Atomic uint32_t missed;  /* slices this consumer missed at its limit (SV2SHM_LIMIT_SKIP) */
+	uint8_t reserved1[SV2SHM_CACHE_LINE - 12];
 
 	/* line 2: written by the consumer only */
 	alignas(SV2SHM_CACHE_LINE) _Atomic uint32_t tail; /* next entry the consumer reads */
-	_Atomic uint32_t consumer_sleeping;             /* 1: wake me through the eventfd */
+	_Atomic uint32_t consumer_sleeping;             /* 1: wake me through the wake socket */
 	uint8_t reserved2[SV2SHM_CACHE_LINE - 8];
 
-	/* lines 3..: slots[nentries][SV2SHM_DESC_SIZE] */
+	/* lines 3..6: written by the consumer only. released[s] is the last
+	 * generation of slot s this consumer let go of: the consumer's whole
+	 * side of the release protocol (slots.c). Only this consumer and the
+	 * producer map this memfd, so no other consumer can forge it. */
+	alignas(SV2SHM_CACHE_LINE) _Atomic uint32_t released[64];
+
+	/* lines 7..: slots[nentries][SV2SHM_DESC_SIZE] */
 	alignas(SV2SHM_CACHE_LINE) uint8_t slots[];
 };
 
 static_assert(offsetof(struct sv2shm_ring, head) == 64, "ring head on its own line");
 static_assert(offsetof(struct sv2shm_ring, tail) == 128, "ring tail on its own line");
-static_assert(offsetof(struct sv2shm_ring, slots) == 192, "ring entries after three lines");
+static_assert(offsetof(struct sv2shm_ring, released) == 192, "release records after the tail line");
+static_assert(offsetof(struct sv2shm_ring, slots) == 448, "ring entries after seven lines");
 
 static inline size_t ring_bytes(uint32_t entries)
 {
@@ -59,7 +68,7 @@ static inline size_t ring_bytes(uint32_t entries)
 #define SV2SHM_MSG_VERSION 1u
 
 enum {
-	SV2SHM_MSG_SETUP = 1,    /* producer -> consumer, once; fds: ctl, data, ring, wake, notify */
+	SV2SHM_MSG_SETUP = 1,    /* producer -> consumer, once; fds: ctl, data, ring, wake socket */
 	SV2SHM_MSG_OVERFLOW = 2, /* producer -> consumer; fd: the slice's memfd; ring holds a marker
 	                            (socket transport: no marker) */
 	SV2SHM_MSG_DESC = 3,     /* producer -> consumer, socket transport only: one descriptor */
@@ -68,8 +77,14 @@ enum {
 /* SETUP flags */
 #define SV2SHM_SETUP_SOCKET 1u /* descriptors travel over the socket, not the ring */
 
-/* The fds of a SETUP message, in this order. */
-enum { SETUP_FD_CTL, SETUP_FD_DATA, SETUP_FD_RING, SETUP_FD_WAKE, SETUP_FD_NOTIFY, SETUP_NFDS };
+/* The fds of a SETUP message, in this order. The wake socket is the
+ * consumer's end of an AF_UNIX SOCK_DGRAM socketpair: both directions of
+ * wake-up travel on it as 1-byte datagrams sent and read with MSG_DONTWAIT,
+ * so neither side can make the other's call block (a flag on a shared file
+ * description, like O_NONBLOCK on an eventfd, could be cleared by the peer;
+ * the ends of a socketpair are two file descriptions and MSG_DONTWAIT is
+ * per call). */
+enum { SETUP_FD_CTL, SETUP_FD_DATA, SETUP_FD_RING, SETUP_FD_WAKE, SETUP_NFDS };
 
 struct sv2shm_msg_hdr {
 	uint32_t magic;   /* SV2SHM_MSG_MAGIC */
@@ -80,7 +95,7 @@ struct sv2shm_msg_hdr {
 struct sv2shm_msg_setup {
 	struct sv2shm_msg_hdr hdr;
 	uint32_t holder;       /* the consumer's holder bit, 1..31 */
-	uint32_t notify;       /* enum sv2shm_notify in use (never DEFAULT) */
+	uint32_t notify;       /* enum sv2shm_notify in use (SV2SHM_NOTIFY_SOCKET) */
 	uint64_t region_id;
 	uint64_t capacity;
 	uint32_t nslots;

@@ -13,13 +13,20 @@
  *   sv2shm_producer_publish(slice, ids) --->   sv2shm_consumer_recv() -> slice
  *        (descriptor ring in shared memory)    read slice.data in place
  *   slot frees when the last holder     <---   sv2shm_slice_release()
- *   lets go; a waiting producer is woken        (clears its holder bit; wakes
- *   through its own io_uring                     the producer through io_uring
- *                                                only when it waits)
+ *   lets go; a waiting producer is woken        (records the release in its
+ *                                                own ring; wakes the producer
+ *                                                through io_uring only when it
+ *                                                waits)
  *
  * The `sock` is a connected AF_UNIX SOCK_SEQPACKET socket (socketpair(), or a
- * connection the broker made). The slot mask in shared memory is the truth;
- * notifications are only wake-ups.
+ * connection the broker made). The producer's private records plus each
+ * consumer's release records (in memory only that consumer and the producer
+ * map) are the truth; notifications are only wake-ups.
+ *
+ * What a hostile peer can and cannot do is in docs/ARCHITECTURE.md ("Trust").
+ * In short: a consumer can only hurt itself (and, while it lives, pin up to
+ * its limit of slots); no call of either side blocks past its timeout
+ * because of anything the other side does.
  *
  * Errors are negative errno values, as in sv2shm.h.
  */
@@ -85,8 +92,11 @@ struct sv2shm_region;
  * Attach to a region from its control and data memfds (the fds are dup'ed;
  * the caller keeps its own). Checks the control block's magic, version, sizes
  * and slot count, the memfds' sizes, and that both are sealed against shrink,
- * grow and further sealing, and the data against writes. Maps the control
- * block read-write and the data read-only (unless SV2SHM_ATTACH_WRITABLE).
+ * grow, writes and further sealing (the data only against writes unless
+ * SV2SHM_ATTACH_WRITABLE). Maps both read-only (the data read-write with
+ * SV2SHM_ATTACH_WRITABLE). Slices opened from a region attached by hand are
+ * released locally only: the producer learns of releases through a
+ * consumer's ring (sv2shm_consumer_new() attaches that way).
  *
  * Returns 0 and sets *out, or
  *   -EINVAL   NULL out, negative fd, unknown flags;
@@ -110,7 +120,8 @@ SV2SHM_EXPORT int sv2shm_region_attach(int ctl_fd, int data_fd, unsigned flags, 
  *   -ESTALE   generation is not the slot's current one;
  *   -EACCES   the slot is not held by `holder`;
  *   -EFAULT   offset/length outside the data area, or not the slot's range;
- *   -ENOENT   the slot is not taken in the mask;
+ *   -ENOENT   this consumer already let go of that slot generation (a
+ *             descriptor seen again after its release);
  *   -EEXIST   this process already holds an open slice of that slot and
  *             generation (the same descriptor twice).
  * A refused descriptor changes nothing here. (sv2shm_consumer_recv(), for
@@ -131,11 +142,29 @@ SV2SHM_EXPORT int sv2shm_region_fd(const struct sv2shm_region *r, int which);
 /* Producer                                                                    */
 /* ------------------------------------------------------------------------- */
 
-/** How a releasing consumer wakes a waiting producer. */
+/**
+ * How a releasing consumer wakes a waiting producer. One mechanism today: a
+ * 1-byte datagram on the consumer's own end of a socketpair, sent with
+ * MSG_DONTWAIT (IORING_OP_SEND through the consumer's io_uring, or send(2)
+ * where io_uring is unavailable). The eventfd and shared-futex mechanisms of
+ * earlier versions are gone: a peer could make the former block (O_NONBLOCK
+ * lives on the shared file description) and the latter needs memory every
+ * consumer can write (see docs/ARCHITECTURE.md, "Release notifications").
+ */
 enum sv2shm_notify {
-	SV2SHM_NOTIFY_DEFAULT = 0, /**< the fastest measured that this kernel has */
-	SV2SHM_NOTIFY_EVENTFD = 1, /**< IORING_OP_WRITE to an eventfd the producer handed out */
-	SV2SHM_NOTIFY_FUTEX = 2,   /**< IORING_OP_FUTEX_WAKE on the release word (kernel 6.7+) */
+	SV2SHM_NOTIFY_DEFAULT = 0, /**< SV2SHM_NOTIFY_SOCKET */
+	SV2SHM_NOTIFY_SOCKET = 1,  /**< a datagram on the consumer's wake socket */
+};
+
+/** What publish does with a consumer at its limit (slots held, or ring full). */
+enum sv2shm_limit_policy {
+	SV2SHM_LIMIT_SKIP = 0,       /**< that consumer misses the slice; its missed count grows
+	                                  (sv2shm_consumer_missed()); the others get it */
+	SV2SHM_LIMIT_DISCONNECT = 1, /**< that consumer is removed (event SV2SHM_EVENT_LIMIT); the
+	                                  others get the slice */
+	SV2SHM_LIMIT_REFUSE = 2,     /**< publish returns -EAGAIN and delivers to nobody (back-pressure
+	                                  for a producer that retries; one stuck consumer then stops
+	                                  everyone: opt-in only) */
 };
 
 /** Producer options; zero-initialise, then set what you need. */
@@ -146,6 +175,12 @@ struct sv2shm_producer_options {
 	bool no_io_uring;                /**< use plain syscalls even where io_uring works */
 	bool socket_transport;           /**< the plain fallback: descriptors travel over the socket
 	                                      (a syscall per slice and consumer), not the shared ring */
+	unsigned max_held;               /**< most slots one consumer may hold when a slice is published
+	                                      to it (1..slots); 0 = slots - 1 (at least 1), so a
+	                                      consumer that stops reading leaves a slot to the others;
+	                                      slots = no limit */
+	int on_limit;                    /**< enum sv2shm_limit_policy, for a consumer at max_held or
+	                                      with a full ring */
 };
 
 struct sv2shm_producer;
@@ -177,8 +212,12 @@ SV2SHM_EXPORT struct sv2shm_buffer *sv2shm_producer_buffer(struct sv2shm_produce
 /**
  * Hand the region to a consumer over the connected SOCK_SEQPACKET socket
  * `sock` (the producer owns it from now on, even on failure).
- * Returns the consumer's id (1..31, its holder bit), or -EINVAL (bad fd or
- * not SOCK_SEQPACKET), -EMFILE (31 consumers already), or -errno.
+ * Returns the consumer's id (> 0), or -EINVAL (bad fd or not SOCK_SEQPACKET),
+ * -EMFILE (31 consumers already), or -errno. The id names this connection
+ * only: the holder bit (1..31, what sv2shm_consumer_id() returns on the
+ * other side) is id % 32, and a later consumer that gets the same bit gets
+ * a different id, so a stale id is refused with -ESRCH and never reaches it.
+ * The first consumer on each bit gets id == bit.
  */
 SV2SHM_EXPORT int sv2shm_producer_add_consumer(struct sv2shm_producer *p, int sock);
 
@@ -190,41 +229,87 @@ SV2SHM_EXPORT int sv2shm_producer_add_consumer(struct sv2shm_producer *p, int so
  * Publish slice *s (taken from this producer's buffer) to consumers ids[0..n)
  * and give up the producer's own hold: the slot frees when the last of them
  * releases it. A SYSTEM slice (alloc mode) is copied once into its own sealed
- * memfd and sent over the socket. On success *s is cleared; an alloc-mode
- * slice is consumed even when sending it fails part-way (the consumers
- * before the failure have it), so that a retry cannot deliver it twice.
+ * memfd and sent over the socket. Never blocks.
  *
- * Returns 0, or
- *   -EINVAL   NULL argument, n == 0, a slice not from this producer, unknown
- *             or duplicate id;
- *   -EPIPE    a consumer is gone (call sv2shm_producer_process());
- *   -EAGAIN   a consumer's ring is full (it is not keeping up); nothing was
- *             published to anyone (with socket_transport: a consumer's socket
- *             stayed full for a second; the slice went to the others, *s is
- *             cleared);
+ * A consumer at its limit (max_held slots held, its ring full, or its socket
+ * full) is handled by the on_limit policy: SKIP leaves it out (its missed
+ * count grows), DISCONNECT removes it (an event says so), REFUSE fails the
+ * whole call with -EAGAIN before anything is published. A consumer found
+ * broken (ring indices that make no sense) or hung up is removed (event).
+ * Whatever the outcome, *s is consumed (cleared) unless an error is returned
+ * before anything was published (-EINVAL, -ESRCH, -EAGAIN under REFUSE), so
+ * that a retry can never deliver a slice twice.
+ *
+ * Returns 0 (every consumer got it), a positive count of consumers that did
+ * not get it (skipped or removed; the rest did), or
+ *   -EINVAL   NULL argument, n == 0, a slice not from this producer, an id
+ *             that was never handed out, or a duplicate id;
+ *   -ESRCH    an id whose consumer was removed (see sv2shm_producer_next_event());
+ *   -EAGAIN   SV2SHM_LIMIT_REFUSE and a consumer at its limit: nothing published;
  *   -ENOMEM   (overflow memfd) or another -errno.
  */
 SV2SHM_EXPORT int sv2shm_producer_publish(struct sv2shm_producer *p, struct sv2shm_slice *s, const int *ids,
 					  unsigned n, unsigned flags);
 
-/** Wake consumers that sleep with descriptors pending. Returns 0 or -errno. */
+/** Wake consumers that sleep with descriptors pending. Never blocks. Returns 0 or -EINVAL. */
 SV2SHM_EXPORT int sv2shm_producer_flush(struct sv2shm_producer *p);
 
 /**
- * An fd that becomes readable when a consumer hangs up: call
- * sv2shm_producer_process() then. (An epoll fd over the consumer sockets.)
+ * An fd that becomes readable when a consumer hangs up (or sends a wake-up):
+ * call sv2shm_producer_process() then. (An epoll fd over the consumer sockets.)
  */
 SV2SHM_EXPORT int sv2shm_producer_fd(const struct sv2shm_producer *p);
 
 /**
  * Handle consumer hang-ups without blocking: every consumer whose socket
- * closed is removed and its holder bits are cleared in every slot, so its
- * slots come back. Returns the number of consumers removed, or -errno.
+ * closed is removed and every hold it had is gone at once (the slots come
+ * back as soon as no one else holds them), and an event is queued for it.
+ * Stray wake-ups are drained. A producer blocked in get_writable (WAIT)
+ * does this by itself: its sleep ends on a hang-up too.
+ * Returns the number of consumers removed, or -EINVAL.
  */
 SV2SHM_EXPORT int sv2shm_producer_process(struct sv2shm_producer *p);
 
-/** Remove consumer `id` now and reclaim what it held. Returns the number of slots it held, or -EINVAL. */
+/**
+ * Remove consumer `id` now and reclaim what it held (its socket is closed;
+ * an event with reason SV2SHM_EVENT_REMOVED is queued). Returns the number
+ * of slots it held, or -EINVAL (never handed out), -ESRCH (already removed).
+ */
 SV2SHM_EXPORT int sv2shm_producer_remove_consumer(struct sv2shm_producer *p, int id);
+
+/** Why a consumer was removed. */
+enum sv2shm_event_reason {
+	SV2SHM_EVENT_HANGUP = 1,   /**< its socket closed (it exited or was killed) */
+	SV2SHM_EVENT_PROTOCOL = 2, /**< it broke the protocol (ring indices out of range) */
+	SV2SHM_EVENT_LIMIT = 3,    /**< at its limit under SV2SHM_LIMIT_DISCONNECT */
+	SV2SHM_EVENT_REMOVED = 4,  /**< sv2shm_producer_remove_consumer() */
+};
+
+/** A consumer removal, as sv2shm_producer_next_event() reports it. */
+struct sv2shm_producer_event {
+	int id;        /**< the id add_consumer returned (never reused) */
+	int reason;    /**< enum sv2shm_event_reason */
+	uint32_t held; /**< slots it held when removed (reclaimed) */
+	uint32_t reserved;
+};
+
+/**
+ * Take the oldest pending event. Every removal queues one, whoever caused it
+ * (up to 64 are kept; beyond that the oldest are dropped and counted in
+ * sv2shm_producer_events_dropped()). Returns 1 (event in *ev), 0 (none), or
+ * -EINVAL.
+ */
+SV2SHM_EXPORT int sv2shm_producer_next_event(struct sv2shm_producer *p, struct sv2shm_producer_event *ev);
+
+/** Events dropped because nobody took them (see sv2shm_producer_next_event()). */
+SV2SHM_EXPORT uint64_t sv2shm_producer_events_dropped(const struct sv2shm_producer *p);
+
+/**
+ * Slots consumer `id` holds right now (received or queued, not yet
+ * released), counted from the producer's records and the consumer's own.
+ * Returns the count, or -EINVAL / -ESRCH as sv2shm_producer_remove_consumer().
+ */
+SV2SHM_EXPORT int sv2shm_producer_held(struct sv2shm_producer *p, int id);
 
 /** Name of the release-notification path in use, e.g. "io_uring futex-wake" or "syscall eventfd". */
 SV2SHM_EXPORT const char *sv2shm_producer_notify_name(const struct sv2shm_producer *p);
@@ -233,11 +318,16 @@ SV2SHM_EXPORT const char *sv2shm_producer_notify_name(const struct sv2shm_produc
 /* Consumer                                                                    */
 /* ------------------------------------------------------------------------- */
 
+/** Default largest alloc-mode slice a consumer maps (64 MiB). */
+#define SV2SHM_DEFAULT_MAX_OVERFLOW (UINT64_C(64) << 20)
+
 /** Consumer options; zero-initialise, then set what you need. */
 struct sv2shm_consumer_options {
-	unsigned spin_us;   /**< busy-wait this long before sleeping in recv; 0 = 50 us; use
-	                         SV2SHM_SPIN_NONE to block at once */
-	bool no_io_uring;   /**< use plain syscalls even where io_uring works */
+	unsigned spin_us;      /**< busy-wait this long before sleeping in recv; 0 = 50 us; use
+	                            SV2SHM_SPIN_NONE to block at once */
+	bool no_io_uring;      /**< use plain syscalls even where io_uring works */
+	uint64_t max_overflow; /**< largest alloc-mode slice accepted, bytes; 0 =
+	                            SV2SHM_DEFAULT_MAX_OVERFLOW; larger ones are refused (-EMSGSIZE) */
 };
 
 struct sv2shm_consumer;
@@ -261,11 +351,21 @@ SV2SHM_EXPORT int sv2shm_consumer_new(int sock, const struct sv2shm_consumer_opt
  * slice) is readable in place; release it with sv2shm_slice_release() from
  * any thread. Every descriptor is validated (see sv2shm_region_open()).
  *
+ * Never blocks past timeout_ms, whatever the producer does.
+ *
  * Returns 1 (slice in *out), 0 (timeout), or
- *   -EPIPE   the producer is gone and nothing is left to read;
- *   -EPROTO  the producer broke the protocol (bad ring indices or message);
- *   a validation error of sv2shm_region_open() for a bad descriptor (that
- *   descriptor is dropped; the next call goes on).
+ *   -EPIPE   the producer is gone (or the channel was reported broken) and
+ *            nothing is left to read: permanent;
+ *   -EPROTO  the channel is broken (ring indices out of range): reported
+ *            once; the consumer hangs up (so the producer reclaims its holds)
+ *            and every later call returns -EPIPE;
+ *   skippable: one descriptor or message was bad and is dropped (its hold
+ *   given back); the next call goes on:
+ *   -EBADMSG  undecodable descriptor, unexpected message, an alloc-mode
+ *             marker with no message or a message with no marker, a memfd
+ *             that is not sealed or not of the announced size;
+ *   -EMSGSIZE an alloc-mode slice larger than max_overflow;
+ *   -ENXIO, -ERANGE, -ESTALE, -EACCES, -ENOENT, -EFAULT, -EEXIST as sv2shm_region_open().
  */
 SV2SHM_EXPORT int sv2shm_consumer_recv(struct sv2shm_consumer *c, struct sv2shm_slice *out, int timeout_ms);
 
@@ -293,6 +393,9 @@ SV2SHM_EXPORT int sv2shm_consumer_prepare_wait(struct sv2shm_consumer *c);
 
 /** The consumer's id (its holder bit), or -EINVAL. */
 SV2SHM_EXPORT int sv2shm_consumer_id(const struct sv2shm_consumer *c);
+
+/** Slices this consumer missed because it was at its limit (SV2SHM_LIMIT_SKIP), as the producer counts them. */
+SV2SHM_EXPORT uint64_t sv2shm_consumer_missed(const struct sv2shm_consumer *c);
 
 /** The attached region (for tools and tests). */
 SV2SHM_EXPORT struct sv2shm_region *sv2shm_consumer_region(struct sv2shm_consumer *c);

@@ -109,8 +109,14 @@ static int header_done(struct sv2shm_frame_decoder *d)
 		return fail(d, -EMSGSIZE);
 	/* Header and payload in one call, so that a pool places the frame once. */
 	uint8_t *w = sv2shm_buffer_get_writable(d->buf, SV2SHM_FRAME_HEADER_SIZE + (size_t)len);
-	if (!w)
-		return sv2shm_buffer_last_error(d->buf); /* retryable: header kept */
+	if (!w) {
+		/* The header is kept and in_frame() stays true. -EMSGSIZE from the
+		 * buffer (a frame larger than the whole pool) is reported as
+		 * -ENOBUFS, so that it cannot be taken for the decoder's own
+		 * permanent -EMSGSIZE (a malformed stream). */
+		int e = sv2shm_buffer_last_error(d->buf);
+		return e == -EMSGSIZE ? -ENOBUFS : e;
+	}
 	memcpy(w, d->hdr, SV2SHM_FRAME_HEADER_SIZE);
 	d->msg_length = len;
 	d->payload = w + SV2SHM_FRAME_HEADER_SIZE;

@@ -431,9 +431,16 @@ SV2SHM_EXPORT void sv2shm_frame_decoder_free(struct sv2shm_frame_decoder *d);
  * Returns 1 (a frame is in *out; its slice is the caller's), 0 (all input
  * consumed, frame not complete yet), or
  *   -EINVAL    NULL argument (data may be NULL when len is 0);
- *   -EMSGSIZE  the header announces more than max_payload bytes: the stream is
- *              malformed, the decoder stays in this error state;
- *   -ENOMEM / -EAGAIN  the buffer could not provide room (see get_writable).
+ *   -EMSGSIZE  permanent: the header announces more than max_payload bytes,
+ *              the stream is malformed; the decoder stays in this error state
+ *              and every later call returns -EMSGSIZE again;
+ *   retryable (the header is kept, sv2shm_frame_decoder_in_frame() stays
+ *   true, call again later with the rest of the input):
+ *   -EAGAIN    the pool is full (SV2SHM_POOL_FAIL): retry after releases;
+ *   -ETIMEDOUT the pool stayed full for wait_timeout_ms (SV2SHM_POOL_WAIT);
+ *   -ENOBUFS   the frame is larger than the pool's whole capacity (FAIL or
+ *              WAIT): no release makes room in this pool;
+ *   -ENOMEM    system memory ran out.
  */
 SV2SHM_EXPORT int sv2shm_frame_decoder_feed(struct sv2shm_frame_decoder *d, const void *data, size_t len,
 					    size_t *consumed, struct sv2shm_frame *out);
@@ -446,8 +453,9 @@ SV2SHM_EXPORT int sv2shm_frame_decoder_feed(struct sv2shm_frame_decoder *d, cons
  * now: call again when readable), or
  *   -ENODATA   end of stream at a frame boundary (clean end);
  *   -EPROTO    end of stream inside a frame (truncated stream);
- *   -EMSGSIZE  as for feed();
- *   -EINVAL, -ENOMEM, -EAGAIN as for feed(), or the read's own -errno.
+ *   -EMSGSIZE  as for feed() (permanent);
+ *   -EINVAL, and the retryable -EAGAIN, -ETIMEDOUT, -ENOBUFS, -ENOMEM as for
+ *   feed(), or the read's own -errno.
  */
 SV2SHM_EXPORT int sv2shm_frame_decoder_read_fd(struct sv2shm_frame_decoder *d, int fd, struct sv2shm_frame *out);
 

@@ -161,9 +161,15 @@ SV2SHM_API const char *sv2shm_strerror(int err)
 	case -EAGAIN:
 		return "pool full (or no data yet)";
 	case -EMSGSIZE:
-		return "message too long (for the pool, or the frame limit)";
+		return "message too long (for the pool, the frame limit, or max_overflow)";
 	case -EPROTO:
-		return "stream ended inside a frame";
+		return "protocol error (a stream ended inside a frame, or a broken channel)";
+	case -ENOBUFS:
+		return "frame larger than the pool can ever hold";
+	case -ESRCH:
+		return "no such consumer: it was removed";
+	case -EBADMSG:
+		return "bad descriptor or message (dropped)";
 	case -ENODATA:
 		return "end of stream";
 	default:

@@ -1300,7 +1300,8 @@ static void test_header_and_arguments(void **state)
 	sv2shm_frame_decoder_free(NULL);
 	sv2shm_frame_decoder_free(d);
 	tb_close(&tb);
-	assert_string_equal(sv2shm_strerror(-EPROTO), "stream ended inside a frame");
+	assert_string_equal(sv2shm_strerror(-EPROTO), "protocol error (a stream ended inside a frame, or a broken channel)");
+	assert_string_equal(sv2shm_strerror(-ENOBUFS), "frame larger than the pool can ever hold");
 	assert_string_equal(sv2shm_strerror(-ENODATA), "end of stream");
 }
 

@@ -24,6 +24,7 @@
 #include <unistd.h>
 
 #include "channel.h"
+#include "client_priv.h"
 #include "notify.h"
 #include "pool.h"
 #include "region.h"
@@ -51,6 +52,10 @@ struct sv2shm_consumer {
 	bool broken;           /* the channel was reported broken: -EPIPE from now on */
 	uint64_t max_overflow;
 	pthread_mutex_t notify_lock; /* releases may come from any thread */
+	/* Made by sv2shm_client_subscribe(): the client, the pool's name, our id. */
+	struct sv2shm_client *client;
+	char pool_name[SV2SHM_NAME_MAX + 1];
+	int broker_id;
 	struct notifier notifier;
 };
 
@@ -478,6 +483,8 @@ SV2SHM_API int sv2shm_consumer_free(struct sv2shm_consumer *c)
 		return 0;
 	if (atomic_load_explicit(&c->region->open, memory_order_acquire) != 0)
 		return -EBUSY;
+	if (c->client)
+		client_consumer_freed(c->client, c);
 	notifier_close(&c->notifier);
 	pthread_mutex_destroy(&c->notify_lock);
 	sv2shm_region_detach(c->region);
@@ -488,4 +495,23 @@ SV2SHM_API int sv2shm_consumer_free(struct sv2shm_consumer *c)
 	close(c->sock);
 	free(c);
 	return 0;
+}
+
+/* --- the broker client's side (client_priv.h) -------------------------------- */
+
+void consumer_attach_client(struct sv2shm_consumer *k, struct sv2shm_client *c, const char *name, int id)
+{
+	k->client = c;
+	snprintf(k->pool_name, sizeof(k->pool_name), "%s", name);
+	k->broker_id = id;
+}
+
+const char *consumer_pool_name(const struct sv2shm_consumer *k)
+{
+	return k->pool_name;
+}
+
+int consumer_broker_id(const struct sv2shm_consumer *k)
+{
+	return k->broker_id;
 }

@@ -38,6 +38,26 @@
 #define SV2SHM_STATE(gen, holders) (((uint64_t)(gen) << 32) | (uint32_t)(holders))
 #define SV2SHM_MAX_HOLDERS 32
 
+/* The pool's counters: written by the producer only (relaxed stores), read
+ * by tools (the broker's STATUS). Two cache lines after the slot records. */
+struct sv2shm_ctl_counters {
+	_Atomic uint64_t published;     /* slices published (or handed out, in-process) */
+	_Atomic uint64_t bytes;         /* their bytes */
+	_Atomic uint64_t releases;      /* slots freed (seen free by the allocator) */
+	_Atomic uint64_t reclaimed;     /* holds reclaimed from removed consumers */
+	_Atomic uint64_t fallbacks;     /* slices from system memory (alloc mode) */
+	_Atomic uint64_t waits;         /* sleeps for a free slot */
+	_Atomic uint64_t wait_ns;       /* time spent in them */
+	_Atomic uint64_t mode_switches;
+	_Atomic uint64_t hw_slots;      /* most slots in use at once */
+	_Atomic uint64_t hw_bytes;      /* most region bytes in use at once */
+	_Atomic uint64_t live;          /* slots in use now (referenced by a run) */
+	_Atomic uint64_t bytes_in_use;  /* region bytes they span */
+	_Atomic uint32_t mode;          /* SV2SHM_MODE_* */
+	_Atomic uint32_t policy;        /* SV2SHM_POOL_* */
+	uint8_t reserved[128 - 12 * 8 - 8];
+};
+
 /* One slot record: 32 bytes, two per cache line. */
 struct sv2shm_ctl_slot {
 	_Atomic uint64_t state; /* generation | holders, see above */
@@ -67,15 +87,20 @@ struct sv2shm_ctl {
 	_Atomic uint32_t producer_waiting;
 	uint8_t reserved2[SV2SHM_CACHE_LINE - 8];
 
-	/* lines 3..: one record per slot */
+	/* lines 3..34: one record per slot */
 	alignas(SV2SHM_CACHE_LINE) struct sv2shm_ctl_slot slots[64];
+
+	/* lines 35..36: counters */
+	alignas(SV2SHM_CACHE_LINE) struct sv2shm_ctl_counters counters;
 };
 
 static_assert(sizeof(struct sv2shm_ctl_slot) == 32, "slot record is 32 bytes");
 static_assert(offsetof(struct sv2shm_ctl, mask) == 64, "mask on its own cache line");
 static_assert(offsetof(struct sv2shm_ctl, release_seq) == 128, "release word on its own line");
 static_assert(offsetof(struct sv2shm_ctl, slots) == 192, "slot records after the header lines");
-static_assert(sizeof(struct sv2shm_ctl) == 192 + 64 * 32, "control block size");
+static_assert(sizeof(struct sv2shm_ctl_counters) == 128, "counters: two cache lines");
+static_assert(offsetof(struct sv2shm_ctl, counters) == 192 + 64 * 32, "counters after the slot records");
+static_assert(sizeof(struct sv2shm_ctl) == 192 + 64 * 32 + 128, "control block size");
 static_assert(sizeof(_Atomic uint64_t) == 8 && sizeof(_Atomic uint32_t) == 4, "lock-free sizes");
 
 #endif /* SV2SHM_LAYOUT_H */

@@ -80,6 +80,45 @@ static inline unsigned run_pop_last(struct pool_run *r)
 	return s;
 }
 
+/* --- counters (ctl->counters: written here only, read by tools) ----------- */
+
+#define CTR(p, f) (&(p)->ctl->counters.f)
+/* Single writer: a load and a store, no locked read-modify-write. */
+static inline void ctr_add(_Atomic uint64_t *c, uint64_t v)
+{
+	atomic_store_explicit(c, atomic_load_explicit(c, memory_order_relaxed) + v, memory_order_relaxed);
+}
+static inline void ctr_set(_Atomic uint64_t *c, uint64_t v)
+{
+	atomic_store_explicit(c, v, memory_order_relaxed);
+}
+
+/* A slot's slice joined the runs (+len) or left them (-len). */
+static void ctr_in_use(struct sv2shm_pool *p, int64_t bytes)
+{
+	uint64_t live = (uint64_t)__builtin_popcountll(p->mask_view);
+	uint64_t used = atomic_load_explicit(CTR(p, bytes_in_use), memory_order_relaxed) + (uint64_t)bytes;
+	ctr_set(CTR(p, live), live);
+	ctr_set(CTR(p, bytes_in_use), used);
+	if (bytes > 0) {
+		if (live > atomic_load_explicit(CTR(p, hw_slots), memory_order_relaxed))
+			ctr_set(CTR(p, hw_slots), live);
+		if (used > atomic_load_explicit(CTR(p, hw_bytes), memory_order_relaxed))
+			ctr_set(CTR(p, hw_bytes), used);
+	}
+}
+
+void pool_count_published(struct sv2shm_pool *p, uint64_t bytes)
+{
+	ctr_add(CTR(p, published), 1);
+	ctr_add(CTR(p, bytes), bytes);
+}
+
+void pool_count_reclaimed(struct sv2shm_pool *p, uint64_t holds)
+{
+	ctr_add(CTR(p, reclaimed), holds);
+}
+
 /* --- mode and tidying ----------------------------------------------------- */
 
 static void set_mode(struct sv2shm_pool *p, int mode)
@@ -89,6 +128,8 @@ static void set_mode(struct sv2shm_pool *p, int mode)
 	TRACE(p, SV2SHM_TRACE_MODE, -1, (uint64_t)p->mode, (uint64_t)mode);
 	p->mode = mode;
 	p->stats.mode_switches++;
+	ctr_set(CTR(p, mode_switches), p->stats.mode_switches);
+	atomic_store_explicit(&p->ctl->counters.mode, (uint32_t)mode, memory_order_relaxed);
 }
 
 /* Is slot s free: does no one hold its current generation? (slots.c) */
@@ -104,6 +145,10 @@ static void drop_slot(struct sv2shm_pool *p, unsigned s)
 {
 	p->owned &= ~BIT(s);
 	p->mask_view &= ~BIT(s);
+	ctr_add(CTR(p, releases), 1);
+	ctr_in_use(p, -(int64_t)p->claim_len[s]);
+	if (p->owner) /* the view: nobody holds it now */
+		atomic_store_explicit(&p->ctl->slots[s].state, SV2SHM_STATE(p->gen[s], 0), memory_order_release);
 }
 
 /*
@@ -304,6 +349,7 @@ static int wait_for_release(struct sv2shm_pool *p, int64_t deadline /* us */)
 				break;
 		}
 	}
+	uint64_t t_wait = mono_ns();
 	uint32_t seq = atomic_load_explicit(&ctl->release_seq, memory_order_acquire);
 	uint32_t epoch = 2u * ++p->waits_started - 1u; /* odd */
 	atomic_store_explicit(&ctl->producer_waiting, epoch, memory_order_seq_cst);
@@ -316,6 +362,8 @@ static int wait_for_release(struct sv2shm_pool *p, int64_t deadline /* us */)
 	if (p->announce)
 		p->announce(p, epoch + 1u);
 	p->stats.waits++;
+	ctr_set(CTR(p, waits), p->stats.waits);
+	ctr_add(CTR(p, wait_ns), mono_ns() - t_wait);
 	return r == -ETIMEDOUT ? 0 : r; /* the loop checks the deadline itself */
 }
 
@@ -395,6 +443,9 @@ static int pool_get_data_owned(struct sv2shm_buffer *b, struct sv2shm_slice *out
 		p->block_cap = 0;
 		p->cur = CUR_NONE;
 		p->stats.from_system++;
+		ctr_set(CTR(p, fallbacks), p->stats.from_system);
+		if (!p->owner)
+			pool_count_published(p, out->len);
 		buffer_clear(b);
 		return 0;
 	}
@@ -423,6 +474,10 @@ static int pool_get_data_owned(struct sv2shm_buffer *b, struct sv2shm_slice *out
 	}
 	atomic_store_explicit(&cs->state, SV2SHM_STATE(gen, 1u), memory_order_release);
 	p->mask_view |= BIT(s);
+	p->claim_len[s] = len;
+	ctr_in_use(p, (int64_t)len);
+	if (!p->owner)
+		pool_count_published(p, len - b->_start);
 	atomic_store_explicit(&p->ctl->mask, p->mask_view, memory_order_release);
 
 	if (p->cur_run == RUN_BACK)
@@ -552,6 +607,8 @@ void pool_init(struct sv2shm_pool *p, struct sv2shm_ctl *ctl, uint8_t *data, uin
 	p->nslots = nslots;
 	p->all = nslots == 64 ? ~UINT64_C(0) : BIT(nslots) - 1u;
 	p->policy = policy;
+	atomic_store_explicit(&ctl->counters.policy, (uint32_t)policy, memory_order_relaxed);
+	atomic_store_explicit(&ctl->counters.mode, SV2SHM_MODE_BACK, memory_order_relaxed);
 	p->mode = SV2SHM_MODE_BACK;
 	p->cur = CUR_NONE;
 	p->stats.slots = nslots;

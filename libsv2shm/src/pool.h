@@ -47,6 +47,7 @@ struct sv2shm_pool {
 	uint64_t data_len[64];
 	uint32_t gen[64];
 	uint64_t claim_no[64]; /* claim number of each slot's slice, for the slot map */
+	uint64_t claim_len[64]; /* region bytes each slot's slice spans */
 	uint64_t claims;
 
 	struct sv2shm_pool_stats stats;
@@ -87,6 +88,9 @@ void pool_init(struct sv2shm_pool *p, struct sv2shm_ctl *ctl, uint8_t *data, uin
 	       const struct sv2shm_pool_options *o);
 void pool_fini(struct sv2shm_pool *p);
 bool pool_busy(const struct sv2shm_pool *p);
+/* Counters in the control block (read by the broker's STATUS). */
+void pool_count_published(struct sv2shm_pool *p, uint64_t bytes);
+void pool_count_reclaimed(struct sv2shm_pool *p, uint64_t holds);
 /* Is slot s free (no one holds its current generation)? */
 bool pool_slot_free(const struct sv2shm_pool *p, unsigned s);
 /* The slots holding a live slice (private state and the release records). */

@@ -12,6 +12,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
@@ -21,6 +22,7 @@
 #include <unistd.h>
 
 #include "channel.h"
+#include "client_priv.h"
 #include "notify.h"
 #include "pool.h"
 #include "region.h"
@@ -30,7 +32,7 @@
 #define EVQ_SIZE 64
 #define INC_LIMIT (UINT32_C(1) << 26) /* incarnations per bit before ids wrap */
 
-enum { EP_LINK = 1, EP_WAKE = 2, EP_SELF = 3 };
+enum { EP_LINK = 1, EP_WAKE = 2, EP_SELF = 3, EP_BROKER = 4 };
 
 struct link {
 	bool used;
@@ -45,6 +47,8 @@ struct link {
 	bool wake_due;      /* published since the last wake check */
 	unsigned held_hint; /* upper bound of the slots it holds (recounted at the limit) */
 	uint32_t missed;    /* slices it missed at its limit */
+	uint64_t order;     /* when it came (sv2shm_producer_consumers() lists in this order) */
+	pid_t pid;          /* as the broker introduced it (0: added by hand) */
 };
 
 struct sv2shm_producer {
@@ -62,6 +66,13 @@ struct sv2shm_producer {
 	struct sv2shm_producer_event evq[EVQ_SIZE];
 	unsigned ev_head, ev_len;
 	uint64_t ev_dropped;
+	uint64_t arrivals;  /* consumers added so far (their order) */
+	unsigned rr_next;   /* round-robin: the holder bit to try first */
+	/* Registered through a broker client (client.h): its name, and the
+	 * broker fd in our epoll set (-1: none). */
+	struct sv2shm_client *client;
+	char name[SV2SHM_NAME_MAX + 1];
+	int broker_fd;
 };
 
 /* Longest single sleep of a waiting producer (a safety net: hang-ups and
@@ -142,6 +153,9 @@ static unsigned remove_link(struct sv2shm_producer *p, unsigned bit, int reason)
 	int id = link_id(bit, l->inc);
 	link_close(p, bit);
 	queue_event(p, id, reason, held);
+	pool_count_reclaimed(&p->pool, held);
+	if (p->client)
+		client_consumer_removed(p->client, p->name, id, reason, held);
 	return held;
 }
 
@@ -183,6 +197,11 @@ static int producer_events(struct sv2shm_producer *p, int timeout_ms)
 			if (read(p->self_efd, &v, sizeof(v)) < 0) {
 				/* EAGAIN: drained already */
 			}
+			continue;
+		}
+		if (kind == EP_BROKER) {
+			if (p->client)
+				client_process_internal(p->client); /* introductions */
 			continue;
 		}
 		if (bit < 1 || bit > MAX_CONSUMERS || !p->links[bit].used)
@@ -250,6 +269,7 @@ SV2SHM_API int sv2shm_producer_new(const struct sv2shm_producer_options *o, stru
 		return -ENOMEM;
 	p->epfd = -1;
 	p->self_efd = -1;
+	p->broker_fd = -1;
 	p->ring_entries = entries;
 	p->socket_transport = o->socket_transport;
 	/* Default: one slot less than the pool, so a consumer that stops
@@ -294,6 +314,8 @@ SV2SHM_API int sv2shm_producer_destroy(struct sv2shm_producer *p)
 		return 0;
 	if (pool_busy(&p->pool))
 		return -EBUSY; /* a slice of ours is still out, or being released */
+	if (p->client)
+		client_producer_destroyed(p->client, p); /* the broker tells our consumers */
 	for (unsigned b = 1; b <= MAX_CONSUMERS; b++)
 		link_close(p, b);
 	pool_fini(&p->pool);
@@ -406,6 +428,7 @@ SV2SHM_API int sv2shm_producer_add_consumer(struct sv2shm_producer *p, int sock)
 	l->used = true;
 	l->inc = inc;
 	l->next_inc = inc + 1u;
+	l->order = ++p->arrivals;
 	p->peers.released[bit] = l->ring->released;
 	return link_id(bit, inc);
 fail:
@@ -503,14 +526,25 @@ static void apply_limit(struct sv2shm_producer *p, uint32_t bits)
 	}
 }
 
+/* A send to consumer `bit` failed with `e`: a full socket is a consumer at
+ * its limit (added to *full), anything else a consumer gone (to *gone). */
+static void send_failed(int e, uint32_t bit, uint32_t *full, uint32_t *gone)
+{
+	if (e == -EAGAIN)
+		*full |= bit;
+	else
+		*gone |= bit;
+}
+
 /* An alloc-mode slice: copied once into its own sealed memfd, sent to each
- * consumer. Returns the consumers it could not reach. */
-static uint32_t publish_overflow(struct sv2shm_producer *p, struct sv2shm_slice *s, uint32_t bits, int *err)
+ * consumer. Sets *full / *gone for the consumers it could not reach. */
+static void publish_overflow(struct sv2shm_producer *p, struct sv2shm_slice *s, uint32_t bits, int *err, uint32_t *full,
+			     uint32_t *gone)
 {
 	int fd = region_overflow_memfd(s->data, s->len);
 	if (fd < 0) {
 		*err = fd;
-		return 0;
+		return;
 	}
 	struct sv2shm_desc d = {.version = SV2SHM_DESC_VERSION,
 				.kind = SV2SHM_DESC_OVERFLOW,
@@ -520,35 +554,35 @@ static uint32_t publish_overflow(struct sv2shm_producer *p, struct sv2shm_slice 
 	memset(&msg, 0, sizeof(msg));
 	chan_hdr(&msg.hdr, SV2SHM_MSG_OVERFLOW);
 	sv2shm_desc_encode(&d, msg.desc);
-	uint32_t failed = 0;
 	for (uint32_t m = bits; m; m &= m - 1u) {
 		struct link *l = &p->links[__builtin_ctz(m)];
 		/* The message first, then the marker that tells the consumer to
 		 * read it: it is on the socket by the time the marker is seen. */
-		if (chan_send(l->sock, &msg, sizeof(msg), &fd, 1) < 0) {
-			failed |= m & -m;
+		int e = chan_send(l->sock, &msg, sizeof(msg), &fd, 1);
+		if (e < 0) {
+			send_failed(e, m & -m, full, gone);
 			continue;
 		}
 		if (!p->socket_transport)
 			ring_push(p, l, &d);
 	}
 	close(fd);
-	return failed;
 }
 
 /* The plain fallback: one DESC message per consumer. A consumer the message
- * could not reach never held the slot. Returns those consumers. */
-static uint32_t publish_socket(struct sv2shm_producer *p, const struct sv2shm_desc *d, uint32_t bits)
+ * could not reach never held the slot (*full / *gone say which). */
+static void publish_socket(struct sv2shm_producer *p, const struct sv2shm_desc *d, uint32_t bits, uint32_t *full,
+			   uint32_t *gone)
 {
 	struct sv2shm_msg_desc msg;
 	memset(&msg, 0, sizeof(msg));
 	chan_hdr(&msg.hdr, SV2SHM_MSG_DESC);
 	sv2shm_desc_encode(d, msg.desc);
-	uint32_t failed = 0;
-	for (uint32_t m = bits; m; m &= m - 1u)
-		if (chan_send(p->links[__builtin_ctz(m)].sock, &msg, sizeof(msg), NULL, 0) < 0)
-			failed |= m & -m;
-	return failed;
+	for (uint32_t m = bits; m; m &= m - 1u) {
+		int e = chan_send(p->links[__builtin_ctz(m)].sock, &msg, sizeof(msg), NULL, 0);
+		if (e < 0)
+			send_failed(e, m & -m, full, gone);
+	}
 }
 
 SV2SHM_API int sv2shm_producer_publish(struct sv2shm_producer *p, struct sv2shm_slice *s, const int *ids, unsigned n,
@@ -597,12 +631,13 @@ SV2SHM_API int sv2shm_producer_publish(struct sv2shm_producer *p, struct sv2shm_
 		sv2shm_slice_release(s); /* nobody takes it: the slot frees at once */
 		return missing;
 	}
-	uint32_t failed;
+	uint32_t full = 0, gone = 0;
 	if (!pool_slice) {
 		int err = 0;
-		failed = publish_overflow(p, s, deliver, &err);
+		publish_overflow(p, s, deliver, &err, &full, &gone);
 		if (err < 0)
 			return err; /* nothing sent; *s is still the caller's */
+		pool_count_published(&p->pool, s->len);
 		sv2shm_slice_release(s);
 	} else {
 		unsigned slot = s->_slot;
@@ -621,24 +656,25 @@ SV2SHM_API int sv2shm_producer_publish(struct sv2shm_producer *p, struct sv2shm_
 		atomic_store_explicit(&p->pool.own_gen[slot], 0u, memory_order_seq_cst);
 		memset(s, 0, sizeof(*s));
 		if (p->socket_transport) {
-			failed = publish_socket(p, &d, deliver);
-			if (failed) {
-				p->peers.pub[slot] &= ~failed;
+			publish_socket(p, &d, deliver, &full, &gone);
+			if (full | gone) {
+				p->peers.pub[slot] &= ~(full | gone);
 				atomic_store_explicit(&p->mem.ctl->slots[slot].state,
 						      SV2SHM_STATE(gen, p->peers.pub[slot]), memory_order_release);
 			}
 		} else {
-			failed = 0;
 			for (uint32_t m = deliver; m; m &= m - 1u)
 				ring_push(p, &p->links[__builtin_ctz(m)], &d);
 		}
-		for (uint32_t m = deliver & ~failed; m; m &= m - 1u)
+		for (uint32_t m = deliver & ~(full | gone); m; m &= m - 1u)
 			p->links[__builtin_ctz(m)].held_hint++;
+		pool_count_published(&p->pool, d.length);
 	}
-	if (failed) {
-		apply_limit(p, failed); /* a full socket is a consumer not keeping up */
-		missing += __builtin_popcount(failed);
-	}
+	apply_limit(p, full); /* a full socket is a consumer not keeping up */
+	for (uint32_t m = gone; m; m &= m - 1u)
+		remove_link(p, (unsigned)__builtin_ctz(m), SV2SHM_EVENT_HANGUP);
+	missing += __builtin_popcount(full | gone);
+	uint32_t failed = full | gone;
 	if (!(flags & SV2SHM_PUBLISH_MORE))
 		for (uint32_t m = deliver & ~failed; m; m &= m - 1u)
 			if (p->links[__builtin_ctz(m)].used)
@@ -688,4 +724,138 @@ SV2SHM_API int sv2shm_producer_held(struct sv2shm_producer *p, int id)
 	if (b < 0)
 		return b;
 	return (int)slot_count_held(&p->peers, (unsigned)b, p->pool.mask_view, p->pool.gen);
+}
+
+/* --- consumers in arrival order; fan-out and round-robin ---------------------- */
+
+SV2SHM_API int sv2shm_producer_consumers(const struct sv2shm_producer *p, int *ids, unsigned cap)
+{
+	if (!p || (!ids && cap))
+		return -EINVAL;
+	unsigned n = 0;
+	uint64_t last = 0;
+	/* At most 31: a selection by arrival order is cheap enough. */
+	for (;;) {
+		unsigned best = 0;
+		for (unsigned b = 1; b <= MAX_CONSUMERS; b++) {
+			const struct link *l = &p->links[b];
+			if (l->used && l->order > last && (!best || l->order < p->links[best].order))
+				best = b;
+		}
+		if (!best)
+			break;
+		if (n < cap)
+			ids[n] = link_id(best, p->links[best].inc);
+		n++;
+		last = p->links[best].order;
+	}
+	return (int)n;
+}
+
+SV2SHM_API int sv2shm_producer_publish_all(struct sv2shm_producer *p, struct sv2shm_slice *s, unsigned flags)
+{
+	if (!p || !s)
+		return -EINVAL;
+	int ids[MAX_CONSUMERS];
+	int n = sv2shm_producer_consumers(p, ids, MAX_CONSUMERS);
+	if (n == 0)
+		return -ENOENT;
+	return sv2shm_producer_publish(p, s, ids, (unsigned)n, flags);
+}
+
+/* Could consumer `bit` take a slice now (not at its limit)? */
+static bool can_take(struct sv2shm_producer *p, unsigned bit, bool pool_slice)
+{
+	struct link *l = &p->links[bit];
+	int r = p->socket_transport ? 0 : ring_room(p, l);
+	if (r < 0)
+		return false; /* full, or broken (the next fan-out or process() removes it) */
+	if (pool_slice && at_limit(p, bit))
+		return false;
+	return !((p->socket_transport || !pool_slice) && !sock_room(l->sock));
+}
+
+SV2SHM_API int sv2shm_producer_publish_next(struct sv2shm_producer *p, struct sv2shm_slice *s, unsigned flags)
+{
+	if (!p || !s)
+		return -EINVAL;
+	bool pool_slice = s->_kind == SV2SHM_SLICE_POOL;
+	bool any = false;
+	for (unsigned k = 0; k < MAX_CONSUMERS; k++) {
+		unsigned b = 1u + (p->rr_next + k) % MAX_CONSUMERS;
+		if (!p->links[b].used)
+			continue;
+		any = true;
+		if (!can_take(p, b, pool_slice))
+			continue;
+		int id = link_id(b, p->links[b].inc);
+		p->rr_next = b % MAX_CONSUMERS; /* the next one starts after b */
+		int r = sv2shm_producer_publish(p, s, &id, 1, flags);
+		if (r < 0)
+			return r;
+		/* > 0: its socket filled between the check and the send (only
+		 * with the socket transport or an alloc-mode slice): consumed. */
+		return r > 0 ? -ECONNRESET : id;
+	}
+	return any ? -EAGAIN : -ENOENT;
+}
+
+/* --- the broker client's side (client_priv.h) -------------------------------- */
+
+void producer_attach_client(struct sv2shm_producer *p, struct sv2shm_client *c, const char *name)
+{
+	p->client = c;
+	snprintf(p->name, sizeof(p->name), "%s", name);
+	producer_client_fd_changed(p);
+}
+
+void producer_client_fd_changed(struct sv2shm_producer *p)
+{
+	int fd = p->client ? client_broker_fd(p->client) : -1;
+	if (fd == p->broker_fd)
+		return;
+	if (p->broker_fd >= 0)
+		epoll_ctl(p->epfd, EPOLL_CTL_DEL, p->broker_fd, NULL);
+	p->broker_fd = -1;
+	struct epoll_event ev = {.events = EPOLLIN, .data.u32 = EP_BROKER << 8};
+	if (fd >= 0 && epoll_ctl(p->epfd, EPOLL_CTL_ADD, fd, &ev) == 0)
+		p->broker_fd = fd;
+}
+
+int producer_ctl_fd(const struct sv2shm_producer *p)
+{
+	return p->mem.ctl_fd;
+}
+
+void producer_geometry(const struct sv2shm_producer *p, uint64_t *capacity, unsigned *slots, int *policy)
+{
+	*capacity = p->mem.cap;
+	*slots = p->pool.nslots;
+	*policy = p->pool.policy;
+}
+
+const char *producer_name(const struct sv2shm_producer *p)
+{
+	return p->name;
+}
+
+int producer_introduce(struct sv2shm_producer *p, int sock, pid_t pid, unsigned *holder, int *ring_fd)
+{
+	int id = sv2shm_producer_add_consumer(p, sock);
+	if (id < 0)
+		return id;
+	unsigned b = (unsigned)id & 31u;
+	p->links[b].pid = pid;
+	*holder = b;
+	*ring_fd = p->links[b].ring_fd;
+	return id;
+}
+
+void producer_each_consumer(const struct sv2shm_producer *p, producer_consumer_fn fn, void *user)
+{
+	for (unsigned b = 1; b <= MAX_CONSUMERS; b++) {
+		const struct link *l = &p->links[b];
+		if (l->used)
+			fn(user, link_id(b, l->inc), b, l->pid, l->ring_fd);
+	}
 }

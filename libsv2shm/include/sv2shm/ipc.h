@@ -6,7 +6,7 @@
  *   producer process                           consumer process
  *   ----------------                           ----------------
  *   sv2shm_producer_new()                      sv2shm_consumer_new(sock)
- *   sv2shm_producer_add_consumer(sock)  --->   (setup: memfds, ring, eventfds
+ *   sv2shm_producer_add_consumer(sock)  --->   (setup: memfds, ring, wake socket
  *                                               over SCM_RIGHTS, once)
  *   write with sv2shm_producer_buffer()
  *   sv2shm_buffer_get_data_owned()
@@ -189,9 +189,7 @@ struct sv2shm_producer;
  * Create a producer: the shared pool (control and data memfds, sealed, data
  * pre-faulted so a memory limit shows here and not as SIGBUS later).
  * Returns 0 and sets *out, or -EINVAL (bad options), -ENOMEM (region could
- * not be allocated), or the failing syscall's -errno. A mechanism the
- * kernel's io_uring lacks (futex ops before 6.7) runs on plain syscalls
- * instead: sv2shm_producer_notify_name() says which.
+ * not be allocated), or the failing syscall's -errno.
  */
 SV2SHM_EXPORT int sv2shm_producer_new(const struct sv2shm_producer_options *o, struct sv2shm_producer **out);
 
@@ -235,7 +233,9 @@ SV2SHM_EXPORT int sv2shm_producer_add_consumer(struct sv2shm_producer *p, int so
  * full) is handled by the on_limit policy: SKIP leaves it out (its missed
  * count grows), DISCONNECT removes it (an event says so), REFUSE fails the
  * whole call with -EAGAIN before anything is published. A consumer found
- * broken (ring indices that make no sense) or hung up is removed (event).
+ * broken (ring indices that make no sense), or whose socket is closed when a
+ * message is sent to it, is removed (event). (A hang-up is otherwise noticed
+ * by sv2shm_producer_process() and by a WAIT for room, not by publish.)
  * Whatever the outcome, *s is consumed (cleared) unless an error is returned
  * before anything was published (-EINVAL, -ESRCH, -EAGAIN under REFUSE), so
  * that a retry can never deliver a slice twice.
@@ -311,7 +311,8 @@ SV2SHM_EXPORT uint64_t sv2shm_producer_events_dropped(const struct sv2shm_produc
  */
 SV2SHM_EXPORT int sv2shm_producer_held(struct sv2shm_producer *p, int id);
 
-/** Name of the release-notification path in use, e.g. "io_uring futex-wake" or "syscall eventfd". */
+/** How the producer waits for release notifications: "socket-recv epoll" (wake-up datagrams and
+ * hang-ups on one epoll fd). */
 SV2SHM_EXPORT const char *sv2shm_producer_notify_name(const struct sv2shm_producer *p);
 
 /* ------------------------------------------------------------------------- */
@@ -335,10 +336,10 @@ struct sv2shm_consumer;
 /**
  * Receive the region from the producer on `sock` (waiting up to 10 s for the
  * setup message) and attach to it (see sv2shm_region_attach() for what is
- * checked; the ring memfd and the two eventfds are checked too). The consumer
+ * checked; the ring memfd and the wake socket are checked too). The consumer
  * owns sock from now on, even on failure.
  * Returns 0 and sets *out, or -EPROTO (bad setup message: size, magic,
- * version, fd count, an fd that is not an eventfd, ring geometry), -EPIPE
+ * version, fd count, a wake fd that is not an AF_UNIX datagram socket, ring geometry), -EPIPE
  * (producer hung up), -ETIMEDOUT (no setup message), or an error of
  * sv2shm_region_attach().
  */
@@ -379,7 +380,7 @@ SV2SHM_EXPORT int sv2shm_consumer_flush(struct sv2shm_consumer *c);
 
 /**
  * For event loops: the fd to poll for POLLIN (an epoll fd over the wake
- * eventfd and the socket, so a producer hang-up wakes it too). Call
+ * wake socket and the channel socket, so a producer hang-up wakes it too). Call
  * sv2shm_consumer_prepare_wait() first; when it returns 0, poll; when the
  * fd is readable, call sv2shm_consumer_recv(c, out, 0) until it returns 0
  * (or -EPIPE: the producer is gone).

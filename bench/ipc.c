@@ -134,8 +134,6 @@ static const struct contender contenders[] = {
 	{"pipe", CH_PIPE, 0, 0, false, NULL},
 	{"sv2shm", CH_SV2SHM, 0, SV2SHM_NOTIFY_DEFAULT, false, "memfd-spin"},
 	{"sv2shm-blocking", CH_SV2SHM, SV2SHM_SPIN_NONE, SV2SHM_NOTIFY_DEFAULT, false, "memfd-futex"},
-	{"sv2shm-eventfd", CH_SV2SHM, SV2SHM_SPIN_NONE, SV2SHM_NOTIFY_EVENTFD, false, "memfd-futex"},
-	{"sv2shm-futex", CH_SV2SHM, SV2SHM_SPIN_NONE, SV2SHM_NOTIFY_FUTEX, false, "memfd-futex"},
 	{"sv2shm-syscall", CH_SV2SHM, SV2SHM_SPIN_NONE, SV2SHM_NOTIFY_DEFAULT, true, "memfd-futex"},
 	/* Eclipse iceoryx through its C binding: polls 50 us (sv2shm's default
 	 * spin budget), then sleeps on a wait set. */
@@ -627,6 +625,32 @@ static void sv2shm_producer_opts(const struct contender *c, const struct run_par
 	o->pool.wait_spin_us = c->spin_us == SV2SHM_SPIN_NONE ? SV2SHM_SPIN_NONE : 0;
 	o->notify = c->notify;
 	o->no_io_uring = c->no_io_uring;
+	/*
+	 * Back-pressure, as before the limit policies existed: a consumer that
+	 * is not keeping up (ring full) makes publish return -EAGAIN and the
+	 * producer retries. max_held = every slot, so the per-consumer hold
+	 * limit never refuses what the pool itself has room for (the default,
+	 * half the slots, would cap the stream at 32 in flight, and SKIP would
+	 * drop messages instead of waiting).
+	 */
+	o->max_held = o->pool.slots;
+	o->on_limit = SV2SHM_LIMIT_REFUSE;
+}
+
+/* The producer's pending removal events, as text ("id 3 hung up, held 1; ..."). */
+static void describe_events(struct sv2shm_producer *p, char *buf, size_t n)
+{
+	static const char *const why[] = {"?", "hung up", "broke the protocol", "was at its limit", "was removed"};
+	struct sv2shm_producer_event ev;
+	size_t o = 0;
+	buf[0] = '\0';
+	while (o < n && sv2shm_producer_next_event(p, &ev) == 1) {
+		const char *w = ev.reason >= 1 && ev.reason <= 4 ? why[ev.reason] : why[0];
+		o += (size_t)snprintf(buf + o, n - o, "%sconsumer id %d %s (reason %d, held %u)", o ? "; " : "", ev.id, w,
+				      ev.reason, (unsigned)ev.held);
+	}
+	if (!buf[0])
+		snprintf(buf, n, "no removal event queued");
 }
 
 static int sv2shm_setup(struct chan *ch)
@@ -698,6 +722,14 @@ static int sv2shm_produce(struct chan *ch, uint64_t *t_acq)
 			return errf(ch->err,
 				    "producer: message %llu: sv2shm_producer_publish() returned %d (%s)%s (slice release: %d)",
 				    (unsigned long long)i, r, sv2shm_strerror(r), r == -EAGAIN ? " for 5 s" : "", rr);
+		}
+		if (r > 0) {
+			/* The consumer did not get it: removed (hung up or broken). */
+			char ev[256];
+			describe_events(ch->prod, ev, sizeof(ev));
+			return errf(ch->err, "producer: message %llu: sv2shm_producer_publish() returned %d (the consumer "
+					     "did not get it): %s",
+				    (unsigned long long)i, r, ev);
 		}
 	}
 	if (sv2shm_pool_stats(sv2shm_producer_pool(ch->prod), &ch->pool_stats) != 0)
@@ -1290,9 +1322,16 @@ static int fanout_sv2shm_produce(struct chan *ch, unsigned n, const struct run_p
 			cpu_relax();
 		}
 		if (r < 0) {
-			sv2shm_slice_release(&s);
+			sv2shm_slice_release(&s); /* -EALREADY when publish had consumed it */
 			return errf(ch[0].err, "message %llu: sv2shm_producer_publish(%u ids) returned %d (%s)",
 				    (unsigned long long)i, n, r, sv2shm_strerror(r));
+		}
+		if (r > 0) {
+			char ev[256];
+			describe_events(ch[0].prod, ev, sizeof(ev));
+			return errf(ch[0].err, "message %llu: sv2shm_producer_publish(%u ids) returned %d (consumers that "
+					       "did not get it): %s",
+				    (unsigned long long)i, n, r, ev);
 		}
 	}
 	if (sv2shm_pool_stats(sv2shm_producer_pool(ch[0].prod), ps) != 0)
@@ -1806,36 +1845,44 @@ static void note_fanout(struct bench_report *rep)
 				       "count");
 }
 
-/* Which release notification was fastest in the blocking round trip. */
+/*
+ * The release notification paths in the blocking round trip: a consumer
+ * wakes the producer with a 1-byte datagram on its socket, sent through its
+ * io_uring (sv2shm-blocking, the default) or with send(2) (sv2shm-syscall,
+ * no_io_uring on both sides). Which was faster, per size.
+ */
 static void note_notify_winner(struct bench_report *rep)
 {
-	static const char *const who[] = {"sv2shm-eventfd", "sv2shm-futex", "sv2shm-syscall", "sv2shm-blocking"};
+	static const char *const who[] = {"sv2shm-blocking", "sv2shm-syscall"};
+	static const char *const how[] = {"io_uring", "syscall"};
 	char line[900];
 	size_t o = 0;
-	o += (size_t)snprintf(line + o, sizeof(line) - o, "notification (blocking round trip median):");
+	o += (size_t)snprintf(line + o, sizeof(line) - o,
+			      "notification (blocking round trip median; io_uring = sv2shm-blocking, syscall = "
+			      "sv2shm-syscall):");
+	bool any = false;
 	for (size_t s = 0; s < NSIZES && o < sizeof(line); s++) {
+		const struct bench_row *r[2];
+		for (size_t k = 0; k < 2; k++)
+			r[k] = bench_report_find(rep, bench_names[BENCH_RT], who[k], sizes[s]);
+		if (!r[0] && !r[1])
+			continue;
 		char szs[32];
 		bench_fmt_size(sizes[s], szs, sizeof(szs));
-		o += (size_t)snprintf(line + o, sizeof(line) - o, "%s %s:", s ? ";" : "", szs);
-		const struct bench_row *best = NULL, *second = NULL;
-		for (size_t k = 0; k < 3; k++) { /* the three mechanisms; sv2shm-blocking is the default */
-			const struct bench_row *r = bench_report_find(rep, bench_names[BENCH_RT], who[k], sizes[s]);
-			if (!r)
-				continue;
-			if (o < sizeof(line))
-				o += (size_t)snprintf(line + o, sizeof(line) - o, " %s %.1f us", who[k] + 7,
-						      r->median_ns / 1000.0);
-			if (!best || r->median_ns < best->median_ns) {
-				second = best;
-				best = r;
-			} else if (!second || r->median_ns < second->median_ns) {
-				second = r;
-			}
+		o += (size_t)snprintf(line + o, sizeof(line) - o, "%s %s:", any ? ";" : "", szs);
+		any = true;
+		for (size_t k = 0; k < 2 && o < sizeof(line); k++)
+			if (r[k])
+				o += (size_t)snprintf(line + o, sizeof(line) - o, " %s %.1f us", how[k],
+						      r[k]->median_ns / 1000.0);
+		if (r[0] && r[1] && r[0]->median_ns > 0 && r[1]->median_ns > 0 && o < sizeof(line)) {
+			size_t f = r[0]->median_ns <= r[1]->median_ns ? 0 : 1;
+			o += (size_t)snprintf(line + o, sizeof(line) - o, " -> %s faster by %.2fx", how[f],
+					      r[1 - f]->median_ns / r[f]->median_ns);
 		}
-		if (best && second && o < sizeof(line))
-			o += (size_t)snprintf(line + o, sizeof(line) - o, " -> %s fastest by %.2fx", best->contender + 7,
-					      second->median_ns / best->median_ns);
 	}
+	if (!any)
+		return;
 	if (o < sizeof(line))
 		bench_report_note(rep, "%s", line);
 	else
@@ -1892,9 +1939,7 @@ static void ipc_usage(FILE *out)
 		"  pipe             bytes copied over a pipe, 1-byte ack over another\n"
 		"  sv2shm           the library, default consumer spin budget then sleep\n"
 		"  sv2shm-blocking  consumer spin_us and producer wait_spin_us = SV2SHM_SPIN_NONE\n"
-		"  sv2shm-eventfd   blocking, notify = SV2SHM_NOTIFY_EVENTFD\n"
-		"  sv2shm-futex     blocking, notify = SV2SHM_NOTIFY_FUTEX (skipped where unsupported)\n"
-		"  sv2shm-syscall   blocking, no_io_uring on both sides\n"
+		"  sv2shm-syscall   blocking, no_io_uring on both sides (wake-ups with send(2), not io_uring)\n"
 		"  iceoryx          Eclipse iceoryx's C binding (publisher loan/publish, subscriber take/release;\n"
 		"                   polls 50 us, then a wait set); only when built with iceoryx and iox-roudi starts\n"
 		"  ipc-fanout       one producer, each slice to 1, 2 and 4 consumer processes (1 KiB, 16 KiB):\n"
@@ -1967,12 +2012,7 @@ int bench_ipc_main(int argc, char **argv)
 		if (contenders[k].kind != CH_SV2SHM)
 			continue;
 		int r = probe_sv2shm(&contenders[k]);
-		if (r == -ENOTSUP && contenders[k].notify == SV2SHM_NOTIFY_FUTEX) {
-			bench_report_note(&rep, "%s skipped: sv2shm_producer_new(notify = SV2SHM_NOTIFY_FUTEX) returned "
-						"-ENOTSUP (kernel without IORING_OP_FUTEX_WAKE)",
-					  contenders[k].name);
-			skip[k] = true;
-		} else if (r < 0) {
+		if (r < 0) {
 			bench_report_note(&rep, "%s skipped: sv2shm_producer_new() returned %d (%s)", contenders[k].name,
 					  r, sv2shm_strerror(r));
 			skip[k] = true;

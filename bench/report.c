@@ -195,6 +195,25 @@ struct bench_row *bench_report_add_row(struct bench_report *r, const char *bench
 	return row;
 }
 
+struct bench_row *bench_report_add_fields_row(struct bench_report *r, const char *bench)
+{
+	struct bench_row *row = bench_report_add_row(r, bench, "", 0, NAN, NAN, NAN);
+	if (row)
+		row->fields_only = true;
+	return row;
+}
+
+int bench_row_field(struct bench_row *row, const char *name, double value, bool integer)
+{
+	if (!row || row->nfields >= BENCH_MAX_FIELDS)
+		return -1;
+	struct bench_field *f = &row->fields[row->nfields++];
+	copy_str(f->name, sizeof(f->name), name);
+	f->value = value;
+	f->integer = integer;
+	return 0;
+}
+
 struct bench_row *bench_report_find(struct bench_report *r, const char *bench, const char *contender, uint64_t size)
 {
 	for (size_t i = 0; i < r->nrows; i++) {
@@ -351,6 +370,8 @@ static void find_columns(const struct bench_report *r, struct columns *c)
 	memset(c, 0, sizeof(*c));
 	for (size_t i = 0; i < r->nrows; i++) {
 		const struct bench_row *row = &r->rows[i];
+		if (row->fields_only)
+			continue;
 		c->size |= row->size > 0;
 		c->p10 |= !isnan(row->p10_ns);
 		c->p90 |= !isnan(row->p90_ns);
@@ -365,6 +386,43 @@ static void find_columns(const struct bench_report *r, struct columns *c)
 	}
 }
 
+/* A field's value as text: "-" for NAN, integers with thousands separators. */
+static const char *fmt_field(const struct bench_field *f, char *buf, size_t n)
+{
+	if (isnan(f->value))
+		snprintf(buf, n, "-");
+	else if (f->integer)
+		fmt_thousands(f->value, buf, n);
+	else
+		snprintf(buf, n, "%.1f", f->value);
+	return buf;
+}
+
+/* Each fields row as a table of its own: a line of names, a line of values. */
+static void print_fields_rows(const struct bench_report *r, FILE *out)
+{
+	for (size_t i = 0; i < r->nrows; i++) {
+		const struct bench_row *row = &r->rows[i];
+		if (!row->fields_only)
+			continue;
+		int w[BENCH_MAX_FIELDS + 1];
+		char vals[BENCH_MAX_FIELDS][48];
+		w[0] = (int)strlen(row->bench) > 5 ? (int)strlen(row->bench) : 5;
+		for (unsigned k = 0; k < row->nfields; k++) {
+			fmt_field(&row->fields[k], vals[k], sizeof(vals[k]));
+			int a = (int)strlen(row->fields[k].name), b = (int)strlen(vals[k]);
+			w[k + 1] = a > b ? a : b;
+		}
+		fprintf(out, "%-*s", w[0], "bench");
+		for (unsigned k = 0; k < row->nfields; k++)
+			fprintf(out, "  %*s", w[k + 1], row->fields[k].name);
+		fprintf(out, "\n%-*s", w[0], row->bench);
+		for (unsigned k = 0; k < row->nfields; k++)
+			fprintf(out, "  %*s", w[k + 1], vals[k]);
+		fputs("\n\n", out);
+	}
+}
+
 static void print_human(const struct bench_report *r, const struct machine *m, FILE *out)
 {
 	struct columns c;
@@ -372,6 +430,12 @@ static void print_human(const struct bench_report *r, const struct machine *m, F
 	fprintf(out, "sv2shm-bench %s: %s, %ld CPUs, %s, %s\n\n", r->mode, m->cpu, m->cpus, m->kernel, m->date);
 	if (r->ratio_desc)
 		fprintf(out, "ratio: %s\n\n", r->ratio_desc);
+	print_fields_rows(r, out);
+	size_t nplain = 0;
+	for (size_t i = 0; i < r->nrows; i++)
+		nplain += !r->rows[i].fields_only;
+	if (!nplain)
+		goto after_table;
 	fprintf(out, "%-14s %-16s", "bench", "contender");
 	if (c.slots)
 		fprintf(out, " %5s", "slots");
@@ -400,6 +464,8 @@ static void print_human(const struct bench_report *r, const struct machine *m, F
 	const struct bench_row *last = NULL;
 	for (size_t i = 0; i < r->nrows; i++) {
 		const struct bench_row *row = &r->rows[i];
+		if (row->fields_only)
+			continue;
 		if (last && (strcmp(last->bench, row->bench) != 0 || last->size != row->size ||
 			     last->slots != row->slots || last->lag != row->lag || last->consumers != row->consumers))
 			fputc('\n', out);
@@ -441,6 +507,7 @@ static void print_human(const struct bench_report *r, const struct machine *m, F
 	}
 	if (r->ntexts)
 		fputc('\n', out);
+after_table:
 	for (size_t i = 0; i < r->ntexts; i++)
 		fprintf(out, "%s\n", r->texts[i]);
 	if (r->ntargets)
@@ -527,6 +594,21 @@ static void print_json(const struct bench_report *r, const struct machine *m, FI
 		const struct bench_row *row = &r->rows[i];
 		fputs(i ? ",\n  {\"bench\": " : "\n  {\"bench\": ", out);
 		json_str(out, row->bench);
+		if (row->fields_only) {
+			for (unsigned k = 0; k < row->nfields; k++) {
+				fputs(", ", out);
+				json_str(out, row->fields[k].name);
+				fputs(": ", out);
+				if (row->fields[k].integer)
+					json_int(out, row->fields[k].value);
+				else if (isnan(row->fields[k].value) || isinf(row->fields[k].value))
+					fputs("null", out);
+				else
+					fprintf(out, "%.1f", row->fields[k].value);
+			}
+			fputc('}', out);
+			continue;
+		}
 		fputs(", \"contender\": ", out);
 		json_str(out, row->contender);
 		if (row->size)

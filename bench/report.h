@@ -35,6 +35,9 @@ int bench_seed_main(int argc, char **argv);
 /** `sv2shm-bench lag`: the FIFO lag sweep (lag.c). */
 int bench_lag_main(int argc, char **argv);
 
+/** `sv2shm-bench soak`: SIGKILL soak of the multi-process pool (soak.c). */
+int bench_soak_main(int argc, char **argv);
+
 /* ------------------------------------------------------------------------- */
 /* Options every mode understands                                             */
 /* ------------------------------------------------------------------------- */
@@ -93,10 +96,23 @@ void bench_stats_compute(uint64_t *samples, size_t n, struct bench_stats *out);
 /* Results                                                                    */
 /* ------------------------------------------------------------------------- */
 
+/* A named value of a "fields" row (bench_report_add_fields_row()). */
+#define BENCH_MAX_FIELDS 32
+struct bench_field {
+	char name[32];
+	double value;  /* NAN: null */
+	bool integer;  /* printed without decimals */
+};
+
 /*
  * One result. The fields after ratio_vs are optional: bench_report_add_row()
  * sets them to "not applicable" (NAN, 0 or -1 as noted), and the printers
  * leave out what no row has.
+ *
+ * A "fields" row (fields_only, from bench_report_add_fields_row()) is
+ * different: it is only its bench name and its own named values, in order —
+ * JSON {"bench": ..., name: value, ...}, and a table of its own in the human
+ * output (a mode whose result is not a timing per contender, e.g. soak).
  */
 struct bench_row {
 	char bench[32];      /* e.g. "ipc-roundtrip" */
@@ -120,6 +136,10 @@ struct bench_row {
 	double setup_ns;       /* median construction + destruction inside a sample (NAN: n/a) */
 	double per_msg_ns;     /* median time per message (NAN: n/a) */
 	double ratio_paired;   /* the ratio as a median of per-sample pairs (NAN: n/a) */
+	/* fields rows */
+	bool fields_only;
+	unsigned nfields;
+	struct bench_field fields[BENCH_MAX_FIELDS];
 };
 
 struct bench_target {
@@ -150,6 +170,14 @@ void bench_report_free(struct bench_report *r);
 /** Append a row (ratio NAN, no ratio_vs). Returns it, or NULL (out of memory). */
 struct bench_row *bench_report_add_row(struct bench_report *r, const char *bench, const char *contender,
 				       uint64_t size, double median_ns, double p99_ns, double msgs_per_s);
+
+/** Append a "fields" row named `bench` (no contender, no statistics). Returns
+ * it, or NULL (out of memory). */
+struct bench_row *bench_report_add_fields_row(struct bench_report *r, const char *bench);
+
+/** Append a named value to a fields row (integer: printed as one). Returns 0,
+ * or -1 when the row is full. */
+int bench_row_field(struct bench_row *row, const char *name, double value, bool integer);
 
 /** The row for (bench, contender, size), or NULL. */
 struct bench_row *bench_report_find(struct bench_report *r, const char *bench, const char *contender, uint64_t size);

@@ -384,8 +384,17 @@ static void run_stream(const struct stream_cfg *cfg)
 	assert_int_equal(st.from_pool + st.from_system, N + 1);
 	assert_int_equal(sv2shm_pool_mode(sv2shm_producer_pool(p)), SV2SHM_MODE_BACK);
 
-	/* Every consumer has hung up: processing removes them all. */
-	assert_int_equal(sv2shm_producer_process(p), (int)K);
+	/* Every consumer has hung up: processing removes those a WAIT did not
+	 * remove already; either way each removal is one HANGUP event. */
+	int removed = sv2shm_producer_process(p);
+	assert_true(removed >= 0 && removed <= (int)K);
+	struct sv2shm_producer_event ev;
+	unsigned hangups = 0;
+	while (sv2shm_producer_next_event(p, &ev) == 1) {
+		assert_int_equal(ev.reason, SV2SHM_EVENT_HANGUP);
+		hangups++;
+	}
+	assert_int_equal(hangups, K);
 	destroy_producer(p);
 	uint64_t t1 = ipc_now_ns();
 	printf("  %" PRIu64 " slices: from_pool %" PRIu64 ", from_system %" PRIu64 ", waits %" PRIu64

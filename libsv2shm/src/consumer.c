@@ -52,6 +52,13 @@ struct sv2shm_consumer {
 	bool broken;           /* the channel was reported broken: -EPIPE from now on */
 	uint64_t max_overflow;
 	pthread_mutex_t notify_lock; /* releases may come from any thread */
+	/* recv sleeps on its ring's wake_seq through its own io_uring (kernel
+	 * 6.7+ futex ops): FUTEX_WAIT plus a poll of the channel (hang-up), one
+	 * syscall per sleep, woken by a FUTEX_WAKE that never blocks the
+	 * producer. Else, and for event loops, it sleeps on the wake socket. */
+	bool futex_sleep;
+	bool futex_armed, poll_armed;
+	struct io_uring wring;
 	/* Made by sv2shm_client_subscribe(): the client, the pool's name, our id. */
 	struct sv2shm_client *client;
 	char pool_name[SV2SHM_NAME_MAX + 1];
@@ -173,6 +180,11 @@ SV2SHM_API int sv2shm_consumer_new(int sock, const struct sv2shm_consumer_option
 	c->max_overflow = o && o->max_overflow ? o->max_overflow : SV2SHM_DEFAULT_MAX_OVERFLOW;
 	pthread_mutex_init(&c->notify_lock, NULL);
 	notifier_open(&c->notifier, c->wake, !(o && o->no_io_uring));
+	if (!(o && o->no_io_uring) && notify_uring_allowed() && io_uring_queue_init(4, &c->wring, 0) == 0) {
+		c->futex_sleep = notify_uring_has_futex_wait(&c->wring);
+		if (!c->futex_sleep)
+			io_uring_queue_exit(&c->wring);
+	}
 	c->region->ring = c->ring;
 	c->region->wake_producer = consumer_wake_producer;
 	c->region->wake_user = c;
@@ -371,12 +383,64 @@ SV2SHM_API int sv2shm_consumer_prepare_wait(struct sv2shm_consumer *c)
 	}
 	/* Drain old wake-ups first, or the fd would stay readable for good. */
 	wake_drain(c->wake, 64);
-	atomic_store_explicit(&c->ring->consumer_sleeping, 1u, memory_order_seq_cst);
+	atomic_store_explicit(&c->ring->consumer_sleeping, SLEEP_SOCKET, memory_order_seq_cst);
 	if (ring_pending(c)) {
 		atomic_store_explicit(&c->ring->consumer_sleeping, 0u, memory_order_relaxed);
 		return 1;
 	}
 	return 0;
+}
+
+/*
+ * recv's sleep with futex support: announce it (SLEEP_FUTEX), look at the
+ * ring once more, then wait in one io_uring_enter for a FUTEX_WAIT on the
+ * ring's wake_seq or a poll of the channel socket, up to wait_ms (< 0: no
+ * limit). A wait left armed by an earlier sleep stays queued in the kernel
+ * and is woken by the next FUTEX_WAKE whatever value it was armed with.
+ * Returns 1 when the channel socket fired, 0 otherwise, or -errno.
+ */
+static int sleep_futex(struct sv2shm_consumer *c, int wait_ms)
+{
+	uint32_t seen = atomic_load_explicit(&c->ring->wake_seq, memory_order_seq_cst);
+	atomic_store_explicit(&c->ring->consumer_sleeping, SLEEP_FUTEX, memory_order_seq_cst);
+	if (ring_pending(c)) {
+		atomic_store_explicit(&c->ring->consumer_sleeping, SLEEP_NO, memory_order_relaxed);
+		return 0;
+	}
+	if (!c->futex_armed) {
+		struct io_uring_sqe *sqe = io_uring_get_sqe(&c->wring);
+		if (sqe) {
+			notify_prep_futex_wait(sqe, &c->ring->wake_seq, seen);
+			io_uring_sqe_set_data64(sqe, 1);
+			c->futex_armed = true;
+		}
+	}
+	if (!c->poll_armed) {
+		struct io_uring_sqe *sqe = io_uring_get_sqe(&c->wring);
+		if (sqe) {
+			io_uring_prep_poll_add(sqe, c->sock, POLLIN | POLLRDHUP);
+			io_uring_sqe_set_data64(sqe, 2);
+			c->poll_armed = true;
+		}
+	}
+	struct __kernel_timespec ts = {.tv_sec = wait_ms / 1000, .tv_nsec = (long long)(wait_ms % 1000) * 1000000};
+	struct io_uring_cqe *cqe = NULL;
+	int r = io_uring_submit_and_wait_timeout(&c->wring, &cqe, 1, wait_ms >= 0 ? &ts : NULL, NULL);
+	int sock = 0;
+	while (io_uring_peek_cqe(&c->wring, &cqe) == 0) {
+		uint64_t tag = io_uring_cqe_get_data64(cqe);
+		if (tag == 1)
+			c->futex_armed = false;
+		else if (tag == 2) {
+			c->poll_armed = false;
+			sock = 1;
+		}
+		io_uring_cqe_seen(&c->wring, cqe);
+	}
+	atomic_store_explicit(&c->ring->consumer_sleeping, SLEEP_NO, memory_order_relaxed);
+	if (r < 0 && r != -ETIME && r != -EINTR && r != -EAGAIN && r != -EBUSY)
+		return r;
+	return sock;
 }
 
 SV2SHM_API int sv2shm_consumer_recv(struct sv2shm_consumer *c, struct sv2shm_slice *out, int timeout_ms)
@@ -427,6 +491,22 @@ SV2SHM_API int sv2shm_consumer_recv(struct sv2shm_consumer *c, struct sv2shm_sli
 			if (spent >= (uint64_t)timeout_ms)
 				return 0;
 			wait_ms = timeout_ms - (int)spent;
+		}
+		if (c->futex_sleep) {
+			int fr = sleep_futex(c, wait_ms);
+			if (fr < 0)
+				return fr;
+			if (fr == 1) { /* the channel: a hang-up, or a message */
+				check_hangup(c);
+				if (!c->producer_gone && !ring_pending(c)) {
+					int o = check_orphan(c);
+					if (o < 0)
+						return o;
+					struct timespec ts = {0, 200000};
+					nanosleep(&ts, NULL);
+				}
+			}
+			continue; /* the loop checks the ring, the hang-up and the deadline */
 		}
 		if (sv2shm_consumer_prepare_wait(c) == 1)
 			continue;
@@ -486,6 +566,8 @@ SV2SHM_API int sv2shm_consumer_free(struct sv2shm_consumer *c)
 	if (c->client)
 		client_consumer_freed(c->client, c);
 	notifier_close(&c->notifier);
+	if (c->futex_sleep)
+		io_uring_queue_exit(&c->wring); /* cancels a pending wait or poll */
 	pthread_mutex_destroy(&c->notify_lock);
 	sv2shm_region_detach(c->region);
 	munmap(c->ring, c->ring_size);

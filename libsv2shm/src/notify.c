@@ -59,6 +59,29 @@ unsigned wake_drain(int sock, unsigned max)
 	return n;
 }
 
+/* --- io_uring futex wait (kernel 6.7; opcodes defined here) ------------------ */
+
+#define OP_FUTEX_WAIT 51 /* IORING_OP_FUTEX_WAIT */
+#define FUTEX2_SIZE_U32_ 0x02u /* and no FUTEX2_PRIVATE: the word is shared */
+#define FUTEX_BITSET_ANY 0xffffffffu
+
+bool notify_uring_has_futex_wait(struct io_uring *ring)
+{
+	struct io_uring_probe *p = io_uring_get_probe_ring(ring);
+	if (!p)
+		return false;
+	bool ok = OP_FUTEX_WAIT <= p->last_op && (p->ops[OP_FUTEX_WAIT].flags & IO_URING_OP_SUPPORTED) &&
+		  IORING_OP_POLL_ADD <= p->last_op && (p->ops[IORING_OP_POLL_ADD].flags & IO_URING_OP_SUPPORTED);
+	io_uring_free_probe(p);
+	return ok;
+}
+
+void notify_prep_futex_wait(struct io_uring_sqe *sqe, _Atomic uint32_t *word, uint32_t seen)
+{
+	io_uring_prep_rw(OP_FUTEX_WAIT, sqe, (int)FUTEX2_SIZE_U32_, (const void *)word, 0, seen);
+	sqe->addr3 = FUTEX_BITSET_ANY;
+}
+
 /* --- the consumer's notifier ---------------------------------------------- */
 
 bool notify_uring_allowed(void)

@@ -37,6 +37,12 @@ void notifier_reap(struct notifier *n);
 /* True unless SV2SHM_NO_IO_URING asks for plain syscalls. */
 bool notify_uring_allowed(void);
 
+/* Does this ring's kernel have IORING_OP_FUTEX_WAIT (6.7+)? (Debian's
+ * liburing 2.3 predates it: the opcode is defined in notify.c and probed.) */
+bool notify_uring_has_futex_wait(struct io_uring *ring);
+/* Prepare a FUTEX_WAIT on a shared 32-bit word, while it holds `seen`. */
+void notify_prep_futex_wait(struct io_uring_sqe *sqe, _Atomic uint32_t *word, uint32_t seen);
+
 /* Send one wake-up datagram on `sock` (never blocks; a full queue means a
  * wake-up is pending already). */
 void wake_send(int sock);

@@ -35,11 +35,13 @@ struct sv2shm_ring {
 	alignas(SV2SHM_CACHE_LINE) _Atomic uint32_t head; /* next entry the producer fills */
 	_Atomic uint32_t waiting; /* the producer's wait epoch; odd: it waits for a free slot */
 	_Atomic uint32_t missed;  /* slices this consumer missed at its limit (SV2SHM_LIMIT_SKIP) */
-	uint8_t reserved1[SV2SHM_CACHE_LINE - 12];
+	_Atomic uint32_t wake_seq; /* futex word: bumped, then FUTEX_WAKE, for a consumer sleeping on it */
+	uint8_t reserved1[SV2SHM_CACHE_LINE - 16];
 
 	/* line 2: written by the consumer only */
 	alignas(SV2SHM_CACHE_LINE) _Atomic uint32_t tail; /* next entry the consumer reads */
-	_Atomic uint32_t consumer_sleeping;             /* 1: wake me through the wake socket */
+	_Atomic uint32_t consumer_sleeping; /* SLEEP_FUTEX: wake me with FUTEX_WAKE on wake_seq;
+	                                       SLEEP_SOCKET: with a datagram on the wake socket */
 	uint8_t reserved2[SV2SHM_CACHE_LINE - 8];
 
 	/* lines 3..6: written by the consumer only. released[s] is the last
@@ -51,6 +53,9 @@ struct sv2shm_ring {
 	/* lines 7..: slots[nentries][SV2SHM_DESC_SIZE] */
 	alignas(SV2SHM_CACHE_LINE) uint8_t slots[];
 };
+
+/* consumer_sleeping values */
+enum { SLEEP_NO = 0, SLEEP_FUTEX = 1, SLEEP_SOCKET = 2 };
 
 static_assert(offsetof(struct sv2shm_ring, head) == 64, "ring head on its own line");
 static_assert(offsetof(struct sv2shm_ring, tail) == 128, "ring tail on its own line");

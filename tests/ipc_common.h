@@ -615,13 +615,19 @@ static inline uint64_t ipc_mask(struct sv2shm_producer *p)
 	return ipc_stats(p).mask;
 }
 
-/* Does a consumer's notify name fit the environment? (One mechanism: a
- * datagram on the wake socket, through io_uring where it works.) */
+/* Does a consumer's notify name fit what was asked and the environment? (A
+ * FUTEX_WAKE where the producer's io_uring has futex ops and sockets were
+ * not asked for, else a datagram; through io_uring where it works.) */
 static inline bool ipc_notify_name_ok(const char *name, int notify)
 {
-	(void)notify;
-	if (!name || !strstr(name, "socket-send"))
+	if (!name)
 		return false;
+	if (notify == SV2SHM_NOTIFY_SOCKET || ipc_no_uring_env()) {
+		if (!strstr(name, "socket-send"))
+			return false;
+	} else if (!strstr(name, "futex-wake") && !strstr(name, "socket-send")) {
+		return false;
+	}
 	if (ipc_no_uring_env())
 		return strncmp(name, "syscall", 7) == 0;
 	if (ipc_uring_allowed())

@@ -299,7 +299,8 @@ static void run_backpressure(int notify, bool by_bytes)
 						 notify);
 	const char *pn = sv2shm_producer_notify_name(p);
 	printf("  notify %d: producer path \"%s\"\n", notify, pn);
-	if (!strstr(pn, "socket"))
+	if (!strstr(pn, notify == SV2SHM_NOTIFY_SOCKET || ipc_no_uring_env() ? "socket" : "") ||
+	    (!strstr(pn, "socket") && !strstr(pn, "futex")))
 		fail_msg("producer notify path \"%s\" does not fit notify=%d", pn, notify);
 	const size_t len = by_bytes ? 1024 : 1000;
 	int ctl, id;

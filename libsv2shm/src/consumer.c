@@ -125,7 +125,8 @@ SV2SHM_API int sv2shm_consumer_new(int sock, const struct sv2shm_consumer_option
 	c->ring_fd = fds[SETUP_FD_RING];
 	fds[SETUP_FD_WAKE] = fds[SETUP_FD_RING] = -1; /* c owns them now */
 	r = chan_check_hdr(&m.hdr, SV2SHM_MSG_SETUP);
-	if (r == 0 && (m.holder < 1 || m.holder >= SV2SHM_MAX_HOLDERS || m.notify != SV2SHM_NOTIFY_SOCKET ||
+	if (r == 0 && (m.holder < 1 || m.holder >= SV2SHM_MAX_HOLDERS ||
+		       (m.notify != SV2SHM_NOTIFY_SOCKET && m.notify != SV2SHM_NOTIFY_FUTEX) ||
 		       m.ring_entries < 2 || m.ring_entries > SV2SHM_RING_MAX_ENTRIES ||
 		       (m.ring_entries & (m.ring_entries - 1)) || (m.flags & ~SV2SHM_SETUP_SOCKET) || m.reserved))
 		r = -EPROTO;
@@ -179,7 +180,10 @@ SV2SHM_API int sv2shm_consumer_new(int sock, const struct sv2shm_consumer_option
 	c->spin_us = o && o->spin_us ? o->spin_us : 50;
 	c->max_overflow = o && o->max_overflow ? o->max_overflow : SV2SHM_DEFAULT_MAX_OVERFLOW;
 	pthread_mutex_init(&c->notify_lock, NULL);
-	notifier_open(&c->notifier, c->wake, !(o && o->no_io_uring));
+	/* A FUTEX_WAKE needs the word mapped, not writable: the read-only
+	 * control block will do. */
+	notifier_open(&c->notifier, (int)m.notify, c->wake,
+		      (_Atomic uint32_t *)(uintptr_t)&c->region->ctl->release_seq, !(o && o->no_io_uring));
 	if (!(o && o->no_io_uring) && notify_uring_allowed() && io_uring_queue_init(4, &c->wring, 0) == 0) {
 		c->futex_sleep = notify_uring_has_futex_wait(&c->wring);
 		if (!c->futex_sleep)

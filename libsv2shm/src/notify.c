@@ -62,6 +62,7 @@ unsigned wake_drain(int sock, unsigned max)
 /* --- io_uring futex wait (kernel 6.7; opcodes defined here) ------------------ */
 
 #define OP_FUTEX_WAIT 51 /* IORING_OP_FUTEX_WAIT */
+#define OP_FUTEX_WAKE 52 /* IORING_OP_FUTEX_WAKE */
 #define FUTEX2_SIZE_U32_ 0x02u /* and no FUTEX2_PRIVATE: the word is shared */
 #define FUTEX_BITSET_ANY 0xffffffffu
 
@@ -72,6 +73,16 @@ bool notify_uring_has_futex_wait(struct io_uring *ring)
 		return false;
 	bool ok = OP_FUTEX_WAIT <= p->last_op && (p->ops[OP_FUTEX_WAIT].flags & IO_URING_OP_SUPPORTED) &&
 		  IORING_OP_POLL_ADD <= p->last_op && (p->ops[IORING_OP_POLL_ADD].flags & IO_URING_OP_SUPPORTED);
+	io_uring_free_probe(p);
+	return ok;
+}
+
+bool notify_uring_has_futex_wake(struct io_uring *ring)
+{
+	struct io_uring_probe *p = io_uring_get_probe_ring(ring);
+	if (!p)
+		return false;
+	bool ok = OP_FUTEX_WAKE <= p->last_op && (p->ops[OP_FUTEX_WAKE].flags & IO_URING_OP_SUPPORTED);
 	io_uring_free_probe(p);
 	return ok;
 }
@@ -90,14 +101,31 @@ bool notify_uring_allowed(void)
 	return !(env && *env && strcmp(env, "0") != 0);
 }
 
-void notifier_open(struct notifier *n, int sock, bool want_uring)
+void notifier_open(struct notifier *n, int mech, int sock, _Atomic uint32_t *word, bool want_uring)
 {
 	memset(n, 0, sizeof(*n));
 	n->sock = sock;
+	n->word = word;
+	n->futex = mech == SV2SHM_NOTIFY_FUTEX;
 	n->byte = 1;
-	if (want_uring && notify_uring_allowed() && io_uring_queue_init(32, &n->ring, 0) == 0)
+	if (want_uring && notify_uring_allowed() && io_uring_queue_init(32, &n->ring, 0) == 0) {
 		n->uring = true;
-	snprintf(n->name, sizeof(n->name), "%s", n->uring ? "io_uring socket-send" : "syscall socket-send");
+		if (n->futex && !notify_uring_has_futex_wake(&n->ring)) {
+			io_uring_queue_exit(&n->ring); /* futex(2) does the same */
+			n->uring = false;
+		}
+	}
+	snprintf(n->name, sizeof(n->name), "%s %s", n->uring ? "io_uring" : "syscall",
+		 n->futex ? "futex-wake" : "socket-send");
+}
+
+/* The same wake-up without io_uring. */
+static void signal_syscall(struct notifier *n)
+{
+	if (n->futex)
+		futex_wake_u32(n->word);
+	else
+		wake_send(n->sock);
 }
 
 void notifier_close(struct notifier *n)
@@ -121,7 +149,7 @@ void notifier_reap(struct notifier *n)
 int notifier_signal(struct notifier *n)
 {
 	if (!n->uring) {
-		wake_send(n->sock);
+		signal_syscall(n);
 		return 0;
 	}
 	notifier_reap(n);
@@ -132,17 +160,22 @@ int notifier_signal(struct notifier *n)
 		notifier_reap(n);
 		sqe = io_uring_get_sqe(&n->ring);
 		if (!sqe) {
-			wake_send(n->sock);
+			signal_syscall(n);
 			return 0;
 		}
 	}
-	/* MSG_DONTWAIT: a full socket completes at once with -EAGAIN instead of
-	 * arming a poll that would keep the request (and the ring) busy. */
-	io_uring_prep_send(sqe, n->sock, &n->byte, 1, MSG_DONTWAIT | MSG_NOSIGNAL);
+	if (n->futex) {
+		io_uring_prep_rw(OP_FUTEX_WAKE, sqe, (int)FUTEX2_SIZE_U32_, (const void *)n->word, 0, INT32_MAX);
+		sqe->addr3 = FUTEX_BITSET_ANY;
+	} else {
+		/* MSG_DONTWAIT: a full socket completes at once with -EAGAIN
+		 * instead of arming a poll that would keep the request busy. */
+		io_uring_prep_send(sqe, n->sock, &n->byte, 1, MSG_DONTWAIT | MSG_NOSIGNAL);
+	}
 	io_uring_sqe_set_data64(sqe, 0);
 	int r = io_uring_submit(&n->ring);
 	if (r < 0) {
-		wake_send(n->sock);
+		signal_syscall(n);
 		return 0;
 	}
 	n->inflight += (unsigned)r;

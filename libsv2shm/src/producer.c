@@ -63,6 +63,15 @@ struct sv2shm_producer {
 	int on_limit;
 	int epfd;     /* consumer sockets, wake sockets, self_efd */
 	int self_efd; /* never shared: our own threads wake a waiting producer */
+	/* SV2SHM_NOTIFY_FUTEX: the wait is an io_uring FUTEX_WAIT on
+	 * ctl->release_seq (a word only we write, which never changes while we
+	 * wait) queued before our last look for a free slot, plus a poll of
+	 * epfd (hang-ups, the broker, stray datagrams): a FUTEX_WAKE from a
+	 * consumer after that look finds it queued, so no wake-up is lost. */
+	int mech;
+	struct io_uring wring;
+	bool futex_armed, poll_armed;
+	char notify_name[48];
 	struct link links[MAX_CONSUMERS + 1]; /* index = holder bit */
 	struct sv2shm_producer_event evq[EVQ_SIZE];
 	unsigned ev_head, ev_len;
@@ -217,6 +226,51 @@ static int producer_events(struct sv2shm_producer *p, int timeout_ms)
 	return removed;
 }
 
+/* SV2SHM_NOTIFY_FUTEX: queue the FUTEX_WAIT and the epfd poll (if not
+ * queued still from an earlier wait) and submit them. */
+static void arm_futex_wait(struct sv2shm_producer *p)
+{
+	_Atomic uint32_t *word = &p->mem.ctl->release_seq;
+	if (!p->futex_armed) {
+		struct io_uring_sqe *sqe = io_uring_get_sqe(&p->wring);
+		if (sqe) {
+			notify_prep_futex_wait(sqe, word, atomic_load_explicit(word, memory_order_relaxed));
+			io_uring_sqe_set_data64(sqe, 1);
+			p->futex_armed = true;
+		}
+	}
+	if (!p->poll_armed) {
+		struct io_uring_sqe *sqe = io_uring_get_sqe(&p->wring);
+		if (sqe) {
+			io_uring_prep_poll_add(sqe, p->epfd, POLLIN);
+			io_uring_sqe_set_data64(sqe, 2);
+			p->poll_armed = true;
+		}
+	}
+	io_uring_submit(&p->wring);
+}
+
+/* SV2SHM_NOTIFY_FUTEX: sleep until a wake-up, a poll event or the timeout.
+ * Returns true when epfd fired. */
+static bool futex_sleep(struct sv2shm_producer *p, int timeout_ms)
+{
+	struct __kernel_timespec ts = {.tv_sec = timeout_ms / 1000, .tv_nsec = (long long)(timeout_ms % 1000) * 1000000};
+	struct io_uring_cqe *cqe = NULL;
+	io_uring_wait_cqe_timeout(&p->wring, &cqe, &ts);
+	bool ep = false;
+	while (io_uring_peek_cqe(&p->wring, &cqe) == 0) {
+		uint64_t tag = io_uring_cqe_get_data64(cqe);
+		if (tag == 1)
+			p->futex_armed = false;
+		else if (tag == 2) {
+			p->poll_armed = false;
+			ep = true;
+		}
+		io_uring_cqe_seen(&p->wring, cqe);
+	}
+	return ep;
+}
+
 static int producer_wait(struct sv2shm_pool *pool, uint32_t seen, int timeout_ms)
 {
 	(void)seen;
@@ -225,23 +279,35 @@ static int producer_wait(struct sv2shm_pool *pool, uint32_t seen, int timeout_ms
 	 * wait for may depend on a consumer that sleeps. */
 	sv2shm_producer_flush(p);
 	int slice = timeout_ms < 0 || timeout_ms > WAIT_SLICE_MS ? WAIT_SLICE_MS : timeout_ms;
+	if (p->mech == SV2SHM_NOTIFY_FUTEX) {
+		if (!futex_sleep(p, slice))
+			return 0;
+		slice = 0; /* epfd is readable: handle it without waiting */
+	}
 	int r = producer_events(p, slice);
 	return r < 0 ? r : 0; /* the allocator checks the deadline and looks again */
 }
 
-/* Tell every consumer the wait epoch (odd: waiting). Absolute values. */
+/* Tell every consumer the wait epoch (odd: waiting). Absolute values. With
+ * the futex, the wait is queued here, before the allocator's last look. */
 static void producer_announce(struct sv2shm_pool *pool, uint32_t epoch)
 {
 	struct sv2shm_producer *p = pool->owner;
 	for (unsigned b = 1; b <= MAX_CONSUMERS; b++)
 		if (p->links[b].used)
 			atomic_store_explicit(&p->links[b].ring->waiting, epoch, memory_order_seq_cst);
+	if ((epoch & 1u) && p->mech == SV2SHM_NOTIFY_FUTEX)
+		arm_futex_wait(p);
 }
 
 /* A release by another thread of the producer's own process. */
 static void producer_wake(struct sv2shm_pool *pool)
 {
 	struct sv2shm_producer *p = pool->owner;
+	if (p->mech == SV2SHM_NOTIFY_FUTEX) {
+		futex_wake_u32(&p->mem.ctl->release_seq);
+		return;
+	}
 	uint64_t one = 1;
 	if (write(p->self_efd, &one, sizeof(one)) < 0) {
 		/* EAGAIN: the counter is already non-zero, the producer wakes. */
@@ -259,7 +325,7 @@ SV2SHM_API int sv2shm_producer_new(const struct sv2shm_producer_options *o, stru
 	unsigned entries = o->ring_entries ? o->ring_entries : 256;
 	if (entries < 2 || entries > SV2SHM_RING_MAX_ENTRIES || (entries & (entries - 1)))
 		return -EINVAL;
-	if (o->notify != SV2SHM_NOTIFY_DEFAULT && o->notify != SV2SHM_NOTIFY_SOCKET)
+	if (o->notify != SV2SHM_NOTIFY_DEFAULT && o->notify != SV2SHM_NOTIFY_SOCKET && o->notify != SV2SHM_NOTIFY_FUTEX)
 		return -EINVAL;
 	if (o->max_held > nslots || (o->on_limit != SV2SHM_LIMIT_SKIP && o->on_limit != SV2SHM_LIMIT_DISCONNECT &&
 				     o->on_limit != SV2SHM_LIMIT_REFUSE))
@@ -291,6 +357,18 @@ SV2SHM_API int sv2shm_producer_new(const struct sv2shm_producer_options *o, stru
 		r = -errno;
 		goto fail;
 	}
+	/* The futex wait where this kernel's io_uring has the ops (and the
+	 * caller did not ask for sockets or plain syscalls). */
+	p->mech = SV2SHM_NOTIFY_SOCKET;
+	if (o->notify != SV2SHM_NOTIFY_SOCKET && !o->no_io_uring && notify_uring_allowed() &&
+	    io_uring_queue_init(4, &p->wring, 0) == 0) {
+		if (notify_uring_has_futex_wait(&p->wring))
+			p->mech = SV2SHM_NOTIFY_FUTEX;
+		else
+			io_uring_queue_exit(&p->wring);
+	}
+	snprintf(p->notify_name, sizeof(p->notify_name), "%s",
+		 p->mech == SV2SHM_NOTIFY_FUTEX ? "io_uring futex-wait" : "socket-recv epoll");
 	pool_init(&p->pool, p->mem.ctl, p->mem.data, o->pool.capacity, nslots, &o->pool);
 	p->pool.owner = p;
 	p->pool.peers = &p->peers;
@@ -320,6 +398,8 @@ SV2SHM_API int sv2shm_producer_destroy(struct sv2shm_producer *p)
 	for (unsigned b = 1; b <= MAX_CONSUMERS; b++)
 		link_close(p, b);
 	pool_fini(&p->pool);
+	if (p->mech == SV2SHM_NOTIFY_FUTEX)
+		io_uring_queue_exit(&p->wring); /* cancels a queued wait or poll */
 	close(p->self_efd);
 	close(p->epfd);
 	region_mem_free(&p->mem); /* consumers keep their own mappings */
@@ -339,7 +419,7 @@ SV2SHM_API struct sv2shm_buffer *sv2shm_producer_buffer(struct sv2shm_producer *
 
 SV2SHM_API const char *sv2shm_producer_notify_name(const struct sv2shm_producer *p)
 {
-	return p ? "socket-recv epoll" : "?";
+	return p ? p->notify_name : "?";
 }
 
 SV2SHM_API int sv2shm_producer_fd(const struct sv2shm_producer *p)
@@ -403,7 +483,7 @@ SV2SHM_API int sv2shm_producer_add_consumer(struct sv2shm_producer *p, int sock)
 	memset(&msg, 0, sizeof(msg));
 	chan_hdr(&msg.hdr, SV2SHM_MSG_SETUP);
 	msg.holder = bit;
-	msg.notify = SV2SHM_NOTIFY_SOCKET;
+	msg.notify = (uint32_t)p->mech;
 	msg.region_id = p->region_id;
 	msg.capacity = p->mem.cap;
 	msg.nslots = p->pool.nslots;

@@ -143,17 +143,22 @@ SV2SHM_EXPORT int sv2shm_region_fd(const struct sv2shm_region *r, int which);
 /* ------------------------------------------------------------------------- */
 
 /**
- * How a releasing consumer wakes a waiting producer. One mechanism today: a
- * 1-byte datagram on the consumer's own end of a socketpair, sent with
- * MSG_DONTWAIT (IORING_OP_SEND through the consumer's io_uring, or send(2)
- * where io_uring is unavailable). The eventfd and shared-futex mechanisms of
- * earlier versions are gone: a peer could make the former block (O_NONBLOCK
- * lives on the shared file description) and the latter needs memory every
- * consumer can write (see docs/ARCHITECTURE.md, "Release notifications").
+ * How a releasing consumer wakes a waiting producer: a FUTEX_WAKE on a word
+ * of the control block (IORING_OP_FUTEX_WAKE through the consumer's io_uring,
+ * or futex(2)), or a 1-byte datagram on the consumer's own end of a
+ * socketpair, sent with MSG_DONTWAIT (IORING_OP_SEND, or send(2)). Neither
+ * can block the waker, and neither needs memory a consumer can write. The
+ * eventfd of earlier versions is gone: a peer could make it block
+ * (O_NONBLOCK lives on the shared file description); see
+ * docs/ARCHITECTURE.md, "Release notifications".
  */
 enum sv2shm_notify {
-	SV2SHM_NOTIFY_DEFAULT = 0, /**< SV2SHM_NOTIFY_SOCKET */
+	SV2SHM_NOTIFY_DEFAULT = 0, /**< FUTEX where the producer's io_uring has futex ops, else SOCKET */
 	SV2SHM_NOTIFY_SOCKET = 1,  /**< a datagram on the consumer's wake socket */
+	SV2SHM_NOTIFY_FUTEX = 2,   /**< a FUTEX_WAKE on a word of the write-sealed control block: the
+	                                producer queues an io_uring FUTEX_WAIT on it before its last look
+	                                for a free slot, so the waker needs no write access (kernel 6.7+;
+	                                falls back to SOCKET where the producer's io_uring lacks it) */
 };
 
 /** What publish does with a consumer at its limit (slots held, or ring full). */
@@ -311,8 +316,8 @@ SV2SHM_EXPORT uint64_t sv2shm_producer_events_dropped(const struct sv2shm_produc
  */
 SV2SHM_EXPORT int sv2shm_producer_held(struct sv2shm_producer *p, int id);
 
-/** How the producer waits for release notifications: "socket-recv epoll" (wake-up datagrams and
- * hang-ups on one epoll fd). */
+/** How the producer waits for release notifications: "io_uring futex-wait" (SV2SHM_NOTIFY_FUTEX)
+ * or "socket-recv epoll" (wake-up datagrams and hang-ups on one epoll fd). */
 SV2SHM_EXPORT const char *sv2shm_producer_notify_name(const struct sv2shm_producer *p);
 
 /* ------------------------------------------------------------------------- */

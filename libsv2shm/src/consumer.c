@@ -398,8 +398,8 @@ SV2SHM_API int sv2shm_consumer_prepare_wait(struct sv2shm_consumer *c)
 /*
  * recv's sleep with futex support: announce it (SLEEP_FUTEX), look at the
  * ring once more, then wait in one io_uring_enter for a FUTEX_WAIT on the
- * ring's wake_seq or a poll of the channel socket, up to wait_ms (< 0: no
- * limit). A wait left armed by an earlier sleep stays queued in the kernel
+ * ring's wake_seq or a poll of the epoll fd (channel socket and wake
+ * socket), up to wait_ms (< 0: no limit). A wait left armed by an earlier sleep stays queued in the kernel
  * and is woken by the next FUTEX_WAKE whatever value it was armed with.
  * Returns 1 when the channel socket fired, 0 otherwise, or -errno.
  */
@@ -420,9 +420,13 @@ static int sleep_futex(struct sv2shm_consumer *c, int wait_ms)
 		}
 	}
 	if (!c->poll_armed) {
+		/* The epoll fd (channel + wake socket), not the channel itself: a
+		 * queued request keeps a reference to its file until the ring is
+		 * torn down, asynchronously, after we exit — our end of the
+		 * channel must close at exit, or the producer sees no hang-up. */
 		struct io_uring_sqe *sqe = io_uring_get_sqe(&c->wring);
 		if (sqe) {
-			io_uring_prep_poll_add(sqe, c->sock, POLLIN | POLLRDHUP);
+			io_uring_prep_poll_add(sqe, c->epfd, POLLIN);
 			io_uring_sqe_set_data64(sqe, 2);
 			c->poll_armed = true;
 		}
@@ -500,7 +504,8 @@ SV2SHM_API int sv2shm_consumer_recv(struct sv2shm_consumer *c, struct sv2shm_sli
 			int fr = sleep_futex(c, wait_ms);
 			if (fr < 0)
 				return fr;
-			if (fr == 1) { /* the channel: a hang-up, or a message */
+			if (fr == 1) { /* the channel (a hang-up, or a message), or a stray datagram */
+				wake_drain(c->wake, 64);
 				check_hangup(c);
 				if (!c->producer_gone && !ring_pending(c)) {
 					int o = check_orphan(c);

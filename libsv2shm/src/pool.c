@@ -147,8 +147,13 @@ static void drop_slot(struct sv2shm_pool *p, unsigned s)
 	p->mask_view &= ~BIT(s);
 	ctr_add(CTR(p, releases), 1);
 	ctr_in_use(p, -(int64_t)p->claim_len[s]);
-	if (p->owner) /* the view: nobody holds it now */
+	if (p->owner) { /* the view: nobody holds it now */
 		atomic_store_explicit(&p->ctl->slots[s].state, SV2SHM_STATE(p->gen[s], 0), memory_order_release);
+		for (uint32_t m = p->peers->pub[s]; m; m &= m - 1u)
+			if (p->peers->held_hint[__builtin_ctz(m)])
+				p->peers->held_hint[__builtin_ctz(m)]--;
+		p->peers->pub[s] = 0;
+	}
 }
 
 /*

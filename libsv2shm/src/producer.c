@@ -46,7 +46,6 @@ struct link {
 	uint32_t head;      /* private copy of ring->head */
 	uint32_t wake_seq;  /* private copy of ring->wake_seq */
 	bool wake_due;      /* published since the last wake check */
-	unsigned held_hint; /* upper bound of the slots it holds (recounted at the limit) */
 	uint32_t missed;    /* slices it missed at its limit */
 	uint64_t order;     /* when it came (sv2shm_producer_consumers() lists in this order) */
 	pid_t pid;          /* as the broker introduced it (0: added by hand) */
@@ -160,6 +159,7 @@ static unsigned remove_link(struct sv2shm_producer *p, unsigned bit, int reason)
 				      memory_order_release);
 	}
 	p->peers.released[bit] = NULL;
+	p->peers.held_hint[bit] = 0;
 	int id = link_id(bit, l->inc);
 	link_close(p, bit);
 	queue_event(p, id, reason, held);
@@ -591,11 +591,11 @@ static bool sock_room(int sock)
  * the cheap upper bound says it may be. */
 static bool at_limit(struct sv2shm_producer *p, unsigned bit)
 {
-	struct link *l = &p->links[bit];
-	if (l->held_hint < p->max_held)
+	unsigned *hint = &p->peers.held_hint[bit];
+	if (*hint < p->max_held)
 		return false;
-	l->held_hint = slot_count_held(&p->peers, bit, p->pool.mask_view, p->pool.gen);
-	return l->held_hint >= p->max_held;
+	*hint = slot_count_held(&p->peers, bit, p->pool.mask_view, p->pool.gen);
+	return *hint >= p->max_held;
 }
 
 /* Consumers in `bits` did not get a slice because of their limit (or a full
@@ -759,7 +759,7 @@ SV2SHM_API int sv2shm_producer_publish(struct sv2shm_producer *p, struct sv2shm_
 				ring_push(p, &p->links[__builtin_ctz(m)], &d);
 		}
 		for (uint32_t m = deliver & ~(full | gone); m; m &= m - 1u)
-			p->links[__builtin_ctz(m)].held_hint++;
+			p->peers.held_hint[__builtin_ctz(m)]++;
 		pool_count_published(&p->pool, d.length);
 	}
 	apply_limit(p, full); /* a full socket is a consumer not keeping up */

@@ -47,6 +47,11 @@ struct slot_peers {
 	uint32_t pub[64]; /* per slot: consumer bits the current generation went to */
 	/* per consumer bit: its ring's release records (NULL: no consumer) */
 	_Atomic uint32_t *released[SV2SHM_MAX_HOLDERS];
+	/* per consumer bit: slots published to it that are still referenced by
+	 * a run — an upper bound of what it holds, kept without reading its
+	 * records (publish adds, the allocator's tidying subtracts); the exact
+	 * count (slot_count_held) is taken only when this reaches the limit. */
+	unsigned held_hint[SV2SHM_MAX_HOLDERS];
 };
 
 /* Shared: the consumer bits that still hold slot s at generation gen (bit 0:

@@ -124,5 +124,13 @@ void fz_fail(const char *file, int line, const char *fmt, ...)
 	va_end(ap);
 	fprintf(stderr, "\n==%d== sv2shm fuzz: %s:%d: %s\n", (int)getpid(), file, line, msg);
 	fflush(stderr);
+	/* libFuzzer's -fork mode keeps only the last lines of a job's output:
+	 * run.sh asks for the message in a file too. */
+	const char *log = getenv("SV2SHM_FUZZ_FAIL_LOG");
+	FILE *f = log && *log ? fopen(log, "a") : NULL;
+	if (f) {
+		fprintf(f, "%d %s:%d: %s\n", (int)getpid(), file, line, msg);
+		fclose(f);
+	}
 	abort();
 }

@@ -88,7 +88,8 @@ void fz_sleep_us(unsigned us);
 uint64_t fz_hash(const uint8_t *data, size_t size);
 
 /* Report a broken property and abort (every process: producer, worker,
- * consumer child). */
+ * consumer child). The message goes to stderr, and is also appended to the
+ * file $SV2SHM_FUZZ_FAIL_LOG names, if any (run.sh sets it). */
 _Noreturn void fz_fail(const char *file, int line, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
 

@@ -184,18 +184,22 @@ def slower_seeds():
 XCAPS = [0, 64, 256, 1000, 4096, 65536]
 
 
+XHELD = {'slots': 0, 'default': 1, 1: 2, 2: 3}  # max_held selector (bits 3-4 of the ring byte)
+
+
 def xhead(cap, slots, policy=WAIT, socket=False, no_uring=False, notify=0, two=False, c_no_uring=(0, 0),
-          ring_log=3, die=None, spins=(0, 0)):
+          ring_log=3, die=None, spins=(0, 0), skip=False, max_held='slots'):
+    """notify 0: DEFAULT, 1: SOCKET; skip: SV2SHM_LIMIT_SKIP (else REFUSE)."""
     cb = XCAPS.index(cap)
     pb = {WAIT: 0, FAIL: 6, FALLBACK: 7}[policy]
-    fl = (1 if socket else 0) | (2 if no_uring else 0) | (notify << 2) | (16 if two else 0) | \
-        (c_no_uring[0] << 5) | (c_no_uring[1] << 6)
+    fl = (1 if socket else 0) | (2 if no_uring else 0) | (notify << 2) | (8 if skip else 0) | \
+        (16 if two else 0) | (c_no_uring[0] << 5) | (c_no_uring[1] << 6)
     db = 0
     if die is not None:
         fl |= 128
         who, after = die
         db = 0x70 | ((after - 1) & 7) | (who << 7)
-    rb = ring_log  # entries = 2 << rb
+    rb = ring_log | (XHELD[max_held] << 3)  # entries = 2 << ring_log
     sb = spins[0] | (spins[1] << 2)  # event loops stay off in seeds (known bug)
     return u8(cb) + u8(slots - 1) + u8(pb) + u8(fl) + u8(rb) + u8(db) + u8(sb)
 
@@ -227,9 +231,15 @@ def cross_process_seeds():
         xmsg(2000, targets=2, more=(i % 4 != 3), flush=(i % 4 == 3)) for i in range(12))
     s['socket_transport'] = xhead(4096, 8, socket=True, two=True) + b''.join(
         xmsg(300, targets=i % 3, hold_units=3) for i in range(10))
-    s['notify_eventfd_syscalls'] = xhead(1000, 2, notify=1, no_uring=True, c_no_uring=(1, 0), two=True) + \
+    s['notify_socket_syscalls'] = xhead(1000, 2, notify=1, no_uring=True, c_no_uring=(1, 0), two=True) + \
         b''.join(xmsg(400, targets=2, hold_units=50) for _ in range(8))
-    s['notify_futex'] = xhead(1000, 2, notify=2) + b''.join(xmsg(400, hold_units=50) for _ in range(8))
+    # Limits: SKIP leaves a consumer at max_held out (gaps, missed counts);
+    # REFUSE with max_held 1 makes publish retry until each release.
+    s['skip_max_held_1'] = xhead(4096, 8, skip=True, max_held=1, two=True) + b''.join(
+        xmsg(300, targets=i % 3, hold_units=60) for i in range(16))
+    s['skip_ring_full_socket'] = xhead(4096, 8, skip=True, socket=True, max_held='default', ring_log=0) + b''.join(
+        xmsg(100, hold_units=40) for _ in range(16))
+    s['refuse_max_held_1'] = xhead(1000, 4, max_held=1) + b''.join(xmsg(200, hold_units=20) for _ in range(8))
     s['fail_policy'] = xhead(256, 2, FAIL) + b''.join(xmsg(100, hold_units=20) for _ in range(8))
     s['fallback_overflow'] = xhead(256, 2, FALLBACK, two=True) + b''.join(
         xmsg(300, targets=i % 3, hold_units=5) for i in range(6))
@@ -361,6 +371,113 @@ def frame_decoder_seeds():
     return s
 
 
+# --- hostile -------------------------------------------------------------------
+
+H_CAPS = [256, 1024, 4096, 8192]
+H_LIMITS = {'skip': 0, 'disconnect': 1, 'refuse': 2}
+H_WAITS = [1, 2, 5, 10]
+# op byte -> operation: the first index of each in target_hostile.c's op_of() table
+H_OP = {'msg': 0, 'pop': 6, 'release': 9, 'release_raw': 12, 'unrelease': 13, 'tail': 14, 'field': 15,
+        'scribble': 16, 'attack': 17, 'wake': 18, 'chan': 19, 'close': 20, 'process': 21, 'flush': 23,
+        'sleep': 24, 'remove': 25, 'futex': 0xf8}
+HONEST, HOSTILE, BOTH = 0, 1, 2
+
+
+def hhead(slots, wait=False, socket=False, honest_no_uring=False, lazy=False, remove_end=False, cap=4096,
+          limit='skip', wait_ms=1, spin=0, max_held=0, ring_log=2, notify_socket=False):
+    """max_held 0: the default (slots - 1); ring entries 2 << ring_log; notify: the default (FUTEX where
+    io_uring has futex ops) or SOCKET."""
+    b0 = (slots - 1) | (8 if wait else 0) | (16 if socket else 0) | (32 if honest_no_uring else 0) | \
+        (64 if lazy else 0) | (128 if remove_end else 0)
+    b1 = H_CAPS.index(cap) | (H_LIMITS[limit] << 2) | (H_WAITS.index(wait_ms) << 4) | (spin << 6)
+    b2 = max_held | (ring_log << 4) | (0x80 if notify_socket else 0)
+    return u8(b0) + u8(b1) + u8(b2)
+
+
+def hmsg(to, lb=8, hold=0, more=False, retry_honest=False, two=False):
+    """lb: length byte: HDR + (lb & 63) * unit (unit: capacity / slots / 32), or 0xc0 | d (d < 32):
+    capacity - d, or 0xe0: capacity + 1 (-EMSGSIZE)."""
+    fl = (1 if more else 0) | (2 if retry_honest else 0) | (4 if two else 0)
+    return u8(H_OP['msg']) + u8(to) + u8(lb) + u8(hold) + u8(fl)
+
+
+def hop(name, *args):
+    return u8(H_OP[name]) + b''.join(args)
+
+
+def hattack(fdsel, kind):
+    """fdsel 0 ctl, 1 data, 2 ring; kind 0..11 (see op_attack)."""
+    a = next(v for v in range(256) if (v >> 4) % 3 == fdsel and v % 12 == kind)
+    return hop('attack', u8(a))
+
+
+def hostile_seeds():
+    s = {}
+    pop, rel, proc = hop('pop', u8(7)), lambda i: hop('release', u8(i)), hop('process')
+    # Fan-out with a hostile consumer that plays fair: pops, releases in order.
+    s['fanout_fair'] = hhead(8) + b''.join(hmsg(BOTH, 8 + i, hold=20) + pop + rel(0) for i in range(12))
+    # A hostile consumer that never releases: SKIP leaves it out at max_held.
+    s['skip_never_releases'] = hhead(8, max_held=2) + b''.join(hmsg(BOTH, 10, hold=10) for _ in range(16))
+    s['disconnect_at_limit'] = hhead(4, limit='disconnect', max_held=1) + b''.join(
+        hmsg(BOTH, 10, hold=10) for _ in range(8))
+    s['refuse_retry_honest'] = hhead(4, limit='refuse', max_held=1) + b''.join(
+        hmsg(BOTH, 10, hold=10, retry_honest=(i % 2 == 0)) for i in range(8))
+    # WAIT with the hostile consumer pinning its share: the producer waits at most its timeout.
+    s['wait_pinned'] = hhead(3, wait=True, wait_ms=2, cap=1024) + b''.join(
+        hmsg(HOSTILE if i < 2 else HONEST, 40, hold=50) for i in range(6))
+    s['socket_transport'] = hhead(8, socket=True, remove_end=True) + b''.join(
+        hmsg(BOTH, 20, hold=5) + pop + rel(1) for _ in range(8))
+    # Out-of-order, double, forged and premature releases; un-releases of free slots.
+    s['release_games'] = hhead(8, max_held=8) + b''.join(hmsg(BOTH, 4, hold=30) for _ in range(5)) + pop + \
+        rel(3) + rel(0x81) + hop('release_raw', u8(2), u8(1)) + hop('release_raw', u8(5), u8(0)) + \
+        hop('release_raw', u8(0), u8(4 | 3), u32(0xffffffff)) + hop('unrelease', u8(0x80)) + \
+        b''.join(hmsg(BOTH, 4, hold=30) for _ in range(5)) + pop + rel(1) + rel(0)
+    # Ring indices: skip everything, step back, one ring ahead, then garbage (removed: PROTOCOL).
+    s['tail_games'] = hhead(8, ring_log=1) + hmsg(BOTH, 8) + hmsg(HOSTILE, 8) + \
+        hop('tail', u8(0), u32(0)) + hmsg(BOTH, 8) + hop('tail', u8(3), u32(1)) + pop + \
+        hop('tail', u8(4), u32(0)) + hmsg(BOTH, 8) + hop('tail', u8(2), u32(0x80000000)) + \
+        hmsg(BOTH, 8) + hmsg(HONEST, 8)
+    # The producer's fields, the ring's identity and a forged entry.
+    s['ring_fields'] = hhead(8) + hmsg(BOTH, 8) + b''.join(
+        hop('field', u8(w), u32(0xdeadbeef ^ w)) for w in range(10)) + hmsg(BOTH, 8) + pop + \
+        hop('scribble', u16(0), u8(255), u8(0xff)) + hop('scribble', u16(192), u8(200), u8(0)) + \
+        hmsg(BOTH, 8) + hmsg(HONEST, 8)
+    # Every attack on every memfd.
+    s['attacks'] = hhead(4, cap=1024) + hmsg(BOTH, 8, hold=100) + pop + b''.join(
+        hattack(f, k) for f in range(3) for k in range(12)) + hmsg(BOTH, 8) + hmsg(HONEST, 8)
+    # Wake socket: junk, empty, flood, fds, blocking flag, tiny buffers, shutdowns; then WAIT.
+    s['wake_socket'] = hhead(2, wait=True, wait_ms=5, cap=1024, max_held=1) + hmsg(HOSTILE, 0xc0 | 0x1f) + \
+        b''.join(hop('wake', u8(m), u8(n)) for m, n in [(0, 20), (1, 10), (2, 1), (3, 3), (4, 0), (5, 1),
+                                                         (6, 0), (7, 0)]) + \
+        b''.join(hmsg(HONEST, 0xc0 | 0x1f, hold=100) for _ in range(3))
+    # Channel: junk, empty, flood, fds; then it stops writing (a hang-up).
+    s['chan_then_hangup'] = hhead(4, wait=True, wait_ms=2) + hmsg(BOTH, 8) + b''.join(
+        hop('chan', u8(m), u8(n)) for m, n in [(0, 30), (1, 10), (2, 0), (3, 1), (4, 0), (5, 0)]) + \
+        proc + hmsg(BOTH, 8) + hop('chan', u8(8), u8(0)) + hmsg(HONEST, 8) + proc + hmsg(BOTH, 8)
+    # Closes: the ring mapping goes (its records stay), then the wake socket, then it hangs up.
+    s['close_in_steps'] = hhead(8) + hmsg(BOTH, 8, hold=50) + pop + hop('close', u8(3)) + \
+        hmsg(BOTH, 8) + hop('close', u8(1)) + hop('close', u8(2)) + hmsg(BOTH, 8) + hop('close', u8(0)) + \
+        proc + hmsg(BOTH, 8)
+    # It never reads its SETUP; removed by the application at the end.
+    s['lazy_never_reads'] = hhead(4, lazy=True, remove_end=True) + b''.join(
+        hmsg(BOTH, 12, hold=10) for _ in range(6)) + hop('flush') + hop('sleep', u8(20))
+    s['removed_midway'] = hhead(8, honest_no_uring=True, spin=1) + hmsg(BOTH, 8) + pop + hop('remove') + \
+        hmsg(BOTH, 8) + hop('remove') + hmsg(HONEST, 8, more=True) + hop('flush')
+    s['full_capacity'] = hhead(1, cap=256, spin=2) + hmsg(HONEST, 0xc0) + hmsg(HOSTILE, 0xe0) + \
+        hmsg(BOTH, 0xc0, two=True)
+    # Futex calls on the words it maps: wakes, a wait that cannot sleep, FUTEX_WAKE_OP (must not write
+    # the control block), its ring's words; a requeue of the producer's wait given back at once. Then
+    # WAITs that the honest consumer's releases must end.
+    fx = lambda mode, arg=0: hop('futex', u8(mode), u8(arg))
+    s['futex_words'] = hhead(3, wait=True, wait_ms=10, cap=1024) + hmsg(HOSTILE, 0xc0) + hmsg(HONEST, 0xc0) + \
+        fx(0) + fx(3, 32) + fx(5) + fx(6, 1) + fx(6, 2) + fx(7) + fx(1) + fx(2) + pop + rel(0) + \
+        hmsg(HONEST, 0xc0, hold=255) + hmsg(HONEST, 0xc0, hold=255) + hmsg(HONEST, 0xc0)
+    s['futex_words_socket'] = hhead(3, wait=True, wait_ms=10, cap=1024, notify_socket=True) + \
+        hmsg(HOSTILE, 0xc0) + hmsg(HONEST, 0xc0) + fx(0) + fx(1) + fx(4, 32) + pop + rel(0) + \
+        hmsg(HONEST, 0xc0, hold=255) + hmsg(HONEST, 0xc0)
+    return s
+
+
 # --- regression inputs (fuzz/regress/) ----------------------------------------
 # Minimal inputs for the library bugs the targets found; see fuzz/regress/README.md.
 
@@ -379,6 +496,31 @@ def regress_inputs():
     head = u8(XCAPS.index(256)) + u8(0) + u8(0) + u8(0) + u8(3) + u8(0) + u8(sb)  # 1 slot, WAIT
     r[('cross_process', 'event_loop_eventfd_never_drained')] = head + b''.join(
         xmsg(100, hold_units=50) for _ in range(12))
+    # hostile: releases are not latched. The hostile consumer releases a slot
+    # in the middle of the back run (it stays referenced), gets a new slice
+    # since it is below max_held again, then takes the release back (its
+    # released[] record no longer says the generation): it pins 4 slots with
+    # max_held 3. Repeated, it pins every slot.
+    r[('hostile', 'unrelease_pins_past_max_held')] = hhead(8, max_held=3) + b''.join(
+        hmsg(HOSTILE, 8) for _ in range(3)) + hop('pop', u8(7)) + hop('release', u8(1)) + hmsg(HOSTILE, 8) + \
+        hop('unrelease', u8(1)) + hop('pop', u8(7))
+    # hostile: with SV2SHM_NOTIFY_FUTEX the producer sleeps in an io_uring FUTEX_WAIT on the control
+    # block's release_seq, which every consumer maps. A WAIT that timed out leaves that wait queued;
+    # the hostile consumer moves it to a word of its own with FUTEX_CMP_REQUEUE (read access is
+    # enough). The producer never queues another (it thinks one is queued), so the honest consumer's
+    # FUTEX_WAKE finds no one: the next WAIT sleeps to its deadline (here 10 ms) although the slot came
+    # back after 1 ms, and so does every later one (up to the 100 ms sleep slice), after the hostile
+    # consumer is gone too.
+    # hostile: a consumer that releases out of order (exactly as sv2shm_slice_release() would) gets
+    # past max_held 3 with the held_hint kept in slot_peers and decremented when a slot is dropped:
+    # the recount at the 4th publish already left out the released middle slot, and dropping it later
+    # takes it off the hint a second time, so the hint stays below the real count.
+    r[('hostile', 'held_hint_drop_undercounts')] = hhead(8, max_held=3) + b''.join(
+        hmsg(HOSTILE, 8) for _ in range(3)) + hop('pop', u8(7)) + hop('release', u8(1)) + hmsg(HOSTILE, 8) + \
+        hop('pop', u8(7)) + hop('release', u8(0)) + hmsg(HOSTILE, 8) + hmsg(HOSTILE, 8)
+    r[('hostile', 'futex_requeue_steals_producer_wait')] = hhead(3, wait=True, wait_ms=10, cap=1024) + \
+        hmsg(HOSTILE, 0xc0) + hmsg(HONEST, 0xc0) + hop('pop', u8(7)) + hop('release', u8(0)) + \
+        hop('futex', u8(1), u8(0)) + hmsg(HONEST, 0xc0, hold=255) + hmsg(HONEST, 0xc0)
     return r
 
 
@@ -388,6 +530,7 @@ TARGETS = {
     'cross_process': cross_process_seeds,
     'descriptor': descriptor_seeds,
     'frame_decoder': frame_decoder_seeds,
+    'hostile': hostile_seeds,
 }
 
 

@@ -16,6 +16,10 @@
 #   descriptor     arbitrary descriptors and control blocks against a real region
 #   frame_decoder  arbitrary streams through the Sv2 frame decoder, fed in chunks or
 #                  through a pipe, checked against an independent parse
+#   hostile        a consumer that breaks every rule (ring fields, release records,
+#                  memfd attacks, socket floods, hang-ups) against a live producer, while
+#                  an honest consumer process checks every byte; no producer call blocks,
+#                  the pool is whole again once the hostile consumer is gone
 #   protocol       NOT WRITTEN YET: the broker daemon (daemon/) does not exist, so there
 #                  is no broker protocol to fuzz.
 #
@@ -23,16 +27,20 @@
 # -Db_lundef=false: the sanitizer-instrumented shared library cannot link with
 # --no-undefined). Each run fuzzes a scratch copy of fuzz/corpus/TARGET (the
 # repository is never written, except for crashes); inputs that crash, leak or
-# time out are saved in fuzz/findings/TARGET/ (git-ignored). To keep one as a
+# time out are saved in fuzz/findings/TARGET/ (git-ignored), the targets' own
+# messages appended to fuzz/findings/TARGET/failures.log (libFuzzer's -fork
+# mode shows only the last lines of a crash). To keep one as a
 # regression test, copy it into fuzz/regress/TARGET/: tests/test_fuzz_regress.c
 # runs every file there (and every corpus file) without libFuzzer.
 #
 # Environment:
-#   SV2SHM_FUZZ_BUILD=DIR        build directory (default: build-fuzz)
+#   SV2SHM_FUZZ_BUILD=DIR        build directory (default: build-fuzz; relative to the
+#                                current directory)
 #   SV2SHM_FUZZ_KEEP=1           keep the scratch corpus (its path is printed)
 #   SV2SHM_FUZZ_JOBS=N           run N fuzzing processes in parallel (-fork=N)
 #   SV2SHM_FUZZ_VERBOSE=1        faster/slower: print every step with the slot map;
-#                                cross_process: trace every publish and consumer fork
+#                                cross_process: trace every publish and consumer fork;
+#                                hostile: trace every operation, publish and removal
 #   SV2SHM_FUZZ_GDB=1            cross_process: backtrace a consumer that stops answering
 #
 # Exit status: 0 when every target ran clean, 1 when one crashed (or leaked, or
@@ -42,7 +50,8 @@ set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
 ROOT=$(dirname "$HERE")
 BUILD=${SV2SHM_FUZZ_BUILD:-$ROOT/build-fuzz}
-TARGETS=(faster slower cross_process descriptor frame_decoder)
+[[ "$BUILD" == /* ]] || BUILD=$PWD/$BUILD # the fuzzer runs in its scratch directory
+TARGETS=(faster slower cross_process descriptor frame_decoder hostile)
 
 usage() {
 	sed -n '2,/^set -euo/p' "$0" | sed '$d' | sed 's/^# \{0,1\}//'
@@ -56,11 +65,13 @@ max_len() {
 	cross_process) echo 1024 ;;
 	descriptor) echo 4096 ;;
 	frame_decoder) echo 16384 ;;
+	hostile) echo 1024 ;;
 	esac
 }
 timeout_s() {
 	case $1 in
 	cross_process) echo 90 ;; # a stuck consumer is reported by the target after 25 s
+	hostile) echo 30 ;;       # the target's own watchdog aborts an input after 10 s
 	*) echo 30 ;;
 	esac
 }
@@ -97,7 +108,8 @@ run_one() {
 	echo "=== $t: ${secs}s, corpus $scratch/corpus, crashes to fuzz/findings/$t/" >&2
 	local rc=0 new
 	touch "$scratch/start"
-	(cd "$scratch" && UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1} "$bin" "${args[@]}" "$@") ||
+	(cd "$scratch" && UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1} \
+		SV2SHM_FUZZ_FAIL_LOG=${SV2SHM_FUZZ_FAIL_LOG:-$findings/failures.log} "$bin" "${args[@]}" "$@") ||
 		rc=$?
 	new=$(find "$findings" -type f -newer "$scratch/start" -printf '    %p\n')
 	if [ "${SV2SHM_FUZZ_KEEP:-0}" = 1 ]; then

@@ -39,8 +39,21 @@
  * through _exit(), never back into libFuzzer; all of them die with their
  * parent (PR_SET_PDEATHSIG).
  *
- * Input: [capacity] [slots] [policy] [flags] [ring] [die] [spin]
+ * Limits: publish never blocks. A consumer at its limit (max_held slots, or
+ * a full ring or socket) is either refused for everyone (SV2SHM_LIMIT_REFUSE:
+ * -EAGAIN, the producer retries while the consumers release: the old
+ * back-pressure) or skipped (SV2SHM_LIMIT_SKIP: publish counts it, the
+ * consumer's missed count grows and it sees a gap in its sequence). Every
+ * consumer must end with received + missed == the slices published to it,
+ * and the missed counts add up to what publish returned.
+ *
+ * Input: [capacity] [slots] [policy] [flags] [ring+max_held] [die] [spin]
  *        then per message [len class] [len...] [chunks] [targets] [hold] [flags].
+ * flags: 1 socket transport, 2 no io_uring (producer), 4 notify SOCKET (else
+ * DEFAULT: FUTEX where io_uring has futex ops), 8 SV2SHM_LIMIT_SKIP (else
+ * REFUSE), 16 two consumers, 32/64 no io_uring (consumer 0/1), 128 die (with
+ * the die byte). ring+max_held: bits 0-2 ring entries 2 << n; bits 3-4
+ * max_held: slots, 0 (the default: slots - 1), 1, 2.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -117,6 +130,8 @@ struct cresult {
 	int32_t err;
 	uint32_t count;
 	uint32_t last_seq;
+	uint32_t missed; /* sv2shm_consumer_missed() at the end */
+	uint32_t reserved;
 	char msg[160];
 };
 
@@ -164,9 +179,13 @@ struct held {
 static _Noreturn void child_exit(int resfd, struct cresult *res, int status, int err, const char *fmt, ...)
 	__attribute__((format(printf, 5, 6)));
 
+static struct sv2shm_consumer *child_consumer; /* for the missed count in the report */
+
 static void child_exit(int resfd, struct cresult *res, int status, int err, const char *fmt, ...)
 {
 	child_stage = 9;
+	if (child_consumer)
+		res->missed = (uint32_t)sv2shm_consumer_missed(child_consumer);
 	res->status = status;
 	res->err = err;
 	va_list ap;
@@ -241,6 +260,7 @@ static _Noreturn void consumer_child(int sock, int resfd, uint64_t seed, const s
 	child_stage = 10;
 	if (r < 0)
 		child_exit(resfd, &res, C_SETUP, r, "consumer_new: %s", sv2shm_strerror(r));
+	child_consumer = c;
 	enum { MAXH = 4096 };
 	struct held *held = calloc(MAXH, sizeof(*held));
 	if (!held)
@@ -359,6 +379,8 @@ static _Noreturn void consumer_child(int sock, int resfd, uint64_t seed, const s
 			fz_sleep_us(20);
 	}
 	child_stage = 8;
+	res.missed = (uint32_t)sv2shm_consumer_missed(c);
+	child_consumer = NULL;
 	r = sv2shm_consumer_free(c);
 	if (r != 0)
 		child_exit(resfd, &res, C_FREE, r, "consumer_free: %s", sv2shm_strerror(r));
@@ -499,12 +521,13 @@ struct xrun {
 	unsigned n;                    /* consumers */
 	int id[MAX_CONSUMERS];
 	bool dead[MAX_CONSUMERS];      /* removed from the producer */
-	uint32_t published[MAX_CONSUMERS];
+	uint32_t published[MAX_CONSUMERS]; /* publishes naming it (received or missed) */
+	uint32_t missing;              /* sum of publish's positive returns */
+	int on_limit;
 	int resfd[MAX_CONSUMERS];      /* each consumer's report */
 	bool die_planned;
 	int die_index;                 /* the consumer meant to die, or -1 */
 	bool forced_removal;           /* it was removed before it hung up */
-	bool counts_unreliable;        /* a publish failed half-way (a consumer died) */
 	bool socket_transport;
 	uint64_t seed;
 	uint32_t seq;
@@ -553,9 +576,12 @@ static void consumer_gone(struct xrun *x)
 	if (x->dead[who])
 		return;
 	int r = sv2shm_producer_remove_consumer(x->p, x->id[who]);
-	FZ_CHECK(r >= 0 || r == -EINVAL, "remove_consumer: %d", r);
+	/* -ESRCH: a WAIT get_writable saw its hang-up and removed it already
+	 * (its event is still queued). */
+	FZ_CHECK(r >= 0 || r == -ESRCH, "remove_consumer: %d (%s)", r, sv2shm_strerror(r));
 	x->dead[who] = true;
-	x->forced_removal = true;
+	if (r >= 0)
+		x->forced_removal = true;
 }
 
 /* Before blaming the producer for a stall: has a consumer ended early? Its
@@ -577,16 +603,38 @@ static void check_consumers(struct xrun *x, const char *what)
 	}
 }
 
+/* Removal events: only the consumer meant to die may be removed, once,
+ * because it hung up (or because consumer_gone() removed it). */
+static void drain_events(struct xrun *x)
+{
+	struct sv2shm_producer_event ev;
+	int r;
+	while ((r = sv2shm_producer_next_event(x->p, &ev)) == 1) {
+		int who = -1;
+		for (unsigned i = 0; i < x->n; i++)
+			if (x->id[i] == ev.id)
+				who = (int)i;
+		FZ_CHECK(who >= 0, "event for id %d, which is none of ours", ev.id);
+		FZ_CHECK(who == x->die_index, "consumer %d (id %d) removed, reason %d, holding %u: it was not meant to die",
+			 who, ev.id, ev.reason, ev.held);
+		FZ_CHECK(ev.reason == SV2SHM_EVENT_HANGUP || (ev.reason == SV2SHM_EVENT_REMOVED && x->forced_removal),
+			 "consumer %d (id %d) removed with reason %d", who, ev.id, ev.reason);
+		FZ_CHECK(!x->dead[who] || ev.reason == SV2SHM_EVENT_REMOVED || !x->forced_removal,
+			 "two removal events for consumer %d", who);
+		x->dead[who] = true;
+	}
+	FZ_CHECK(r == 0, "next_event: %d", r);
+}
+
 /* Let the producer notice a consumer that hung up: only the one meant to
  * die may. */
 static void process_deaths(struct xrun *x)
 {
 	int r = sv2shm_producer_process(x->p);
 	FZ_CHECK(r >= 0, "producer_process: %d (%s)", r, sv2shm_strerror(r));
-	if (r > 0) {
-		FZ_CHECK(x->die_planned && r == 1, "producer_process removed %d consumers, none was meant to die", r);
-		x->dead[x->die_index] = true;
-	}
+	FZ_CHECK(r == 0 || (x->die_planned && r == 1), "producer_process removed %d consumers, none was meant to die",
+		 r);
+	drain_events(x);
 }
 
 /* Write message x->seq of `len` bytes in `nchunks` chunks; false when the
@@ -706,8 +754,10 @@ static void do_message(struct xrun *x, struct fz *in)
 
 	/* Targets: consumer 0, 1 or both. */
 	unsigned want = x->n == 1 ? 1u : 1u + tsel % 3u;
+	bool pool_slice = kind == SV2SHM_SLICE_POOL;
 	uint64_t start = fz_now_ns();
 	for (;;) {
+		drain_events(x);
 		int ids[MAX_CONSUMERS];
 		unsigned who[MAX_CONSUMERS], n = 0;
 		for (unsigned i = 0; i < x->n; i++)
@@ -720,33 +770,38 @@ static void do_message(struct xrun *x, struct fz *in)
 			return;
 		}
 		struct sv2shm_slice before = s;
+		uint64_t t0 = fz_now_ns();
 		int r = sv2shm_producer_publish(x->p, &s, ids, n, (pflags & 1u) ? SV2SHM_PUBLISH_MORE : 0);
+		uint64_t took = fz_now_ns() - t0;
 		if (verbose())
 			fprintf(stderr, "publish msg %u kind %d slot %u gen %u to %u ids (%d,%d): %d; after: kind %d\n", x->seq,
 				sv2shm_slice_kind(&before), before._slot, before._gen, n, ids[0], n > 1 ? ids[1] : 0, r,
 				sv2shm_slice_kind(&s));
-		if (r == 0) {
-			FZ_CHECK(sv2shm_slice_kind(&s) == SV2SHM_SLICE_NONE, "published slice not cleared");
+		/* Publish never blocks (the sanitizers make it slow, not that slow). */
+		FZ_CHECK(took < UINT64_C(500000000), "publish took %llu ms", (unsigned long long)(took / 1000000u));
+		if (r >= 0) {
+			FZ_CHECK(sv2shm_slice_kind(&s) == SV2SHM_SLICE_NONE, "published slice not cleared (publish: %d)", r);
+			FZ_CHECK((unsigned)r <= n, "publish to %u consumers: %d did not get it", n, r);
 			for (unsigned i = 0; i < n; i++)
 				x->published[who[i]]++;
+			/* Under REFUSE a consumer at its limit fails the whole call; only
+			 * a full (or closed) socket can still leave one out. */
+			FZ_CHECK(r == 0 || x->on_limit == SV2SHM_LIMIT_SKIP || x->socket_transport || !pool_slice,
+				 "publish under REFUSE over the ring: %d consumers did not get message %u", r, x->seq);
+			x->missing += (uint32_t)r;
 			if (pflags & 2u)
-				FZ_CHECK(sv2shm_producer_flush(x->p) == 0 || x->die_planned, "flush");
-			return;
-		}
-		if (r == -EAGAIN && sv2shm_slice_kind(&s) == SV2SHM_SLICE_NONE) {
-			/* Socket transport: a consumer's socket stayed full for a
-			 * second; the others got the slice. */
-			FZ_CHECK(x->socket_transport && x->die_planned, "publish: -EAGAIN and the slice consumed (ring transport, "
-								 "or no consumer died)");
-			x->counts_unreliable = true;
+				FZ_CHECK(sv2shm_producer_flush(x->p) == 0, "flush");
 			return;
 		}
 		if (r == -EAGAIN) {
-			/* A ring is full: the consumer is behind (or dead). */
+			/* REFUSE: a consumer is at its limit; nothing was published. */
+			FZ_CHECK(x->on_limit == SV2SHM_LIMIT_REFUSE, "publish: -EAGAIN under SKIP");
+			FZ_CHECK(sv2shm_slice_kind(&s) == sv2shm_slice_kind(&before) && s.data == before.data,
+				 "a refused publish consumed the slice");
 			if (!x->die_planned && fz_now_ns() - start >= UINT64_C(3000000000))
-				check_consumers(x, "ring full for 3 s");
+				check_consumers(x, "consumer at its limit for 3 s");
 			FZ_CHECK(x->die_planned || fz_now_ns() - start < UINT64_C(3000000000),
-				 "a consumer ring stayed full for 3 s");
+				 "publish refused for 3 s while the consumers release");
 			sv2shm_producer_flush(x->p);
 			fz_sleep_us(20);
 			if (x->die_planned) {
@@ -756,21 +811,13 @@ static void do_message(struct xrun *x, struct fz *in)
 			}
 			continue;
 		}
-		/* -ECONNRESET: an alloc-mode slice's socket send to a consumer that
-		 * died (ipc.h documents -EPIPE for "a consumer is gone"). */
-		FZ_CHECK(x->die_planned && (r == -EPIPE || r == -EINVAL || r == -ECONNRESET),
-			 "publish of message %u to %u consumers: %d (%s)", x->seq, n, r, sv2shm_strerror(r));
-		/* Some consumers may have it now, others not: do not publish it
-		 * again (a survivor would see it twice); give up our hold. */
-		process_deaths(x);
-		consumer_gone(x);
-		x->counts_unreliable = true;
-		if (sv2shm_slice_kind(&s) != SV2SHM_SLICE_NONE) {
-			/* Not handed over (a consumer was already removed): ours to drop. */
-			r = sv2shm_slice_release(&s);
-			FZ_CHECK(r == 0, "release after a failed publish: %d (%s)", r, sv2shm_strerror(r));
-		}
-		return;
+		/* -ESRCH: the consumer meant to die was removed (a WAIT get_writable
+		 * noticed its hang-up) and its event says so: nothing published. */
+		FZ_CHECK(r == -ESRCH && x->die_planned, "publish of message %u to %u consumers: %d (%s)", x->seq, n, r,
+			 sv2shm_strerror(r));
+		FZ_CHECK(sv2shm_slice_kind(&s) == sv2shm_slice_kind(&before), "publish: -ESRCH consumed the slice");
+		drain_events(x);
+		FZ_CHECK(x->dead[x->die_index], "publish: -ESRCH and no removal event");
 	}
 }
 
@@ -855,7 +902,13 @@ int sv2shm_fuzz_cross_process(const uint8_t *data, size_t size)
 	o.pool.policy = x.policy;
 	o.pool.wait_timeout_ms = x.die_planned ? 20 : 2000;
 	o.ring_entries = 2u << (rb % 8u);
-	o.notify = (fl >> 2) % 3u;
+	static const unsigned held_sel[4] = {64, 0, 1, 2};
+	o.max_held = held_sel[(rb >> 3) & 3u];
+	if (o.max_held > x.slots)
+		o.max_held = x.slots;
+	o.on_limit = (fl & 8u) ? SV2SHM_LIMIT_SKIP : SV2SHM_LIMIT_REFUSE;
+	x.on_limit = o.on_limit;
+	o.notify = (fl & 4u) ? SV2SHM_NOTIFY_SOCKET : SV2SHM_NOTIFY_DEFAULT;
 	o.no_io_uring = (fl & 2u) != 0;
 	o.socket_transport = (fl & 1u) != 0;
 	x.socket_transport = o.socket_transport;
@@ -938,11 +991,18 @@ int sv2shm_fuzz_cross_process(const uint8_t *data, size_t size)
 		fz_sleep_us(50);
 	}
 	check_pool(&x, "the end");
+	drain_events(&x);
+	for (unsigned i = 0; i < x.n; i++) {
+		int h = sv2shm_producer_held(x.p, x.id[i]);
+		FZ_CHECK(x.dead[i] ? h == -ESRCH : h == 0, "consumer %u (id %d%s) holds %d slots with mask 0", i, x.id[i],
+			 x.dead[i] ? ", removed" : "", h);
+	}
 	FZ_CHECK(sv2shm_buffer_is_droppable(x.b), "not droppable with mask 0");
 	r = sv2shm_producer_destroy(x.p);
 	FZ_CHECK(r == 0, "producer_destroy: %d (%s)", r, sv2shm_strerror(r));
 
 	/* The consumers see the producer go, release nothing more, and report. */
+	uint32_t missed_total = 0;
 	for (unsigned i = 0; i < x.n; i++) {
 		struct cresult res;
 		read_result(resfd[i], &res, zp.pid[i]);
@@ -951,10 +1011,15 @@ int sv2shm_fuzz_cross_process(const uint8_t *data, size_t size)
 		FZ_CHECK(res.status == C_OK || (dying && (res.status == C_DIED || x.forced_removal)),
 			 "consumer %u (id %d): status %d: %s (err %d %s)", i, x.id[i], res.status, res.msg, res.err,
 			 sv2shm_strerror(res.err));
-		if (!x.counts_unreliable && !dying)
-			FZ_CHECK(res.count == x.published[i], "consumer %u received %u slices, %u were published to it",
-				 i, res.count, x.published[i]);
+		if (!dying) {
+			FZ_CHECK(res.count + res.missed == x.published[i],
+				 "consumer %u received %u slices and missed %u, %u were published to it", i, res.count,
+				 res.missed, x.published[i]);
+			missed_total += res.missed;
+		}
 	}
+	FZ_CHECK(x.die_planned ? missed_total <= x.missing : missed_total == x.missing,
+		 "publish reported %u consumers left out, the consumers counted %u missed slices", x.missing, missed_total);
 	struct zrep rep;
 	if (poll_in(zsock, 20000) != 1) {
 		char stat[256], wchan[64], stack[1024], tasks[256];

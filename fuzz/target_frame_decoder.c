@@ -9,9 +9,11 @@
  * length, the slice's bytes), may be held for a while (so the pool fills and
  * changes mode) and is released; held frames are checked again before their
  * release. Errors must be the documented ones at the right place: -EMSGSIZE
- * exactly for a frame longer than max_payload (sticky) or, for FAIL and WAIT
- * pools, longer than the pool; -EAGAIN/-ETIMEDOUT only while frames are held,
- * and retrying after releasing them works; at the end of a pipe, -ENODATA at
+ * exactly for a frame longer than max_payload (permanent: sticky); -ENOBUFS
+ * exactly for a frame longer than a FAIL or WAIT pool (retryable: the header
+ * is kept, in_frame() stays true, a retry says -ENOBUFS again);
+ * -EAGAIN/-ETIMEDOUT only while frames are held, and retrying after
+ * releasing them works; at the end of a pipe, -ENODATA at
  * a frame boundary and -EPROTO inside a frame. Afterwards a new decoder on the
  * same pool buffer decodes one more frame, every slice is released and the
  * pool is destroyed (0).
@@ -163,10 +165,14 @@ static const char *explain_error(struct dec *x, int r)
 	}
 	bool pool_limited = x->pool && x->policy != SV2SHM_POOL_FALLBACK && 6u + (uint64_t)len > x->cap;
 	if (r == -EMSGSIZE) {
-		if (at_end && ref->too_big)
-			return "max_payload";
-		FZ_CHECK(pool_limited, "%s: -EMSGSIZE at frame %zu (len %u, pool %llu, policy %d)", x->name, x->next,
-			 len, (unsigned long long)x->cap, x->policy);
+		FZ_CHECK(at_end && ref->too_big, "%s: -EMSGSIZE at frame %zu (len %u, pool %llu, policy %d), not past max_payload",
+			 x->name, x->next, len, (unsigned long long)x->cap, x->policy);
+		return "max_payload";
+	}
+	if (r == -ENOBUFS) {
+		FZ_CHECK(pool_limited && !(at_end && ref->too_big),
+			 "%s: -ENOBUFS at frame %zu (len %u, pool %llu, policy %d)", x->name, x->next, len,
+			 (unsigned long long)x->cap, x->policy);
 		return "pool";
 	}
 	if (r == -EAGAIN || r == -ETIMEDOUT) {
@@ -195,6 +201,14 @@ static bool on_error(struct dec *x, int r)
 		uint8_t b = 0;
 		int again = sv2shm_frame_decoder_feed(x->d, &b, 1, &consumed, &fr);
 		FZ_CHECK(again == -EMSGSIZE && consumed == 0, "%s: after -EMSGSIZE, feed returned %d consumed %zu",
+			 x->name, again, consumed);
+	} else if (strcmp(why, "pool") == 0) {
+		/* Retryable: the header is kept; the pool is no larger now. */
+		FZ_CHECK(sv2shm_frame_decoder_in_frame(x->d), "%s: -ENOBUFS, but in_frame() is false", x->name);
+		size_t consumed = 1;
+		struct sv2shm_frame fr;
+		int again = sv2shm_frame_decoder_feed(x->d, NULL, 0, &consumed, &fr);
+		FZ_CHECK(again == -ENOBUFS && consumed == 0, "%s: after -ENOBUFS, a retry returned %d consumed %zu",
 			 x->name, again, consumed);
 	}
 	x->stopped = true;
@@ -412,8 +426,8 @@ int sv2shm_fuzz_frame_decoder(const uint8_t *data, size_t size)
 		release_all(&x[0]);
 		r = sv2shm_frame_decoder_feed(d2, frame + consumed, sizeof(frame) - consumed, &consumed, &fr);
 	}
-	if (r == -EMSGSIZE) {
-		FZ_CHECK(policy != SV2SHM_POOL_FALLBACK && cap < sizeof(frame), "-EMSGSIZE for an 11-byte frame");
+	if (r == -ENOBUFS) {
+		FZ_CHECK(policy != SV2SHM_POOL_FALLBACK && cap < sizeof(frame), "-ENOBUFS for an 11-byte frame");
 	} else {
 		FZ_CHECK(r == 1 && fr.extension_type == 0x8001 && fr.channel_msg && fr.msg_type == 7 &&
 				 fr.msg_length == 5 && fr.slice.len == sizeof(frame) &&

@@ -118,14 +118,24 @@ static void test_frame_decoder(void **state)
 	run_target("frame_decoder", sv2shm_fuzz_frame_decoder);
 }
 
+static void test_hostile(void **state)
+{
+	(void)state;
+	run_target("hostile", sv2shm_fuzz_hostile);
+}
+
 int main(void)
 {
-	/* Fork cross_process's helper process while this one has one thread. */
+	/* Fork the helper processes of cross_process and hostile while this
+	 * one has one thread. */
 	sv2shm_fuzz_cross_process_init();
+	sv2shm_fuzz_hostile_init();
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_cross_process), cmocka_unit_test(test_descriptor),
 		cmocka_unit_test(test_frame_decoder), cmocka_unit_test(test_faster),
 		cmocka_unit_test(test_slower),
+		/* Last: a broken property aborts the whole runner. */
+		cmocka_unit_test(test_hostile),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -135,7 +135,7 @@ static void set_mode(struct sv2shm_pool *p, int mode)
 /* Is slot s free: does no one hold its current generation? (slots.c) */
 bool pool_slot_free(const struct sv2shm_pool *p, unsigned s)
 {
-	if (p->peers)
+	if (p->peers) /* latches releases: writes the producer's private records */
 		return slot_holders_shared(p->peers, ((struct sv2shm_pool *)p)->own_gen, s, p->gen[s]) == 0;
 	return slot_free_inproc(p->ctl, s, p->gen[s]);
 }
@@ -147,13 +147,8 @@ static void drop_slot(struct sv2shm_pool *p, unsigned s)
 	p->mask_view &= ~BIT(s);
 	ctr_add(CTR(p, releases), 1);
 	ctr_in_use(p, -(int64_t)p->claim_len[s]);
-	if (p->owner) { /* the view: nobody holds it now */
+	if (p->owner) /* the view: nobody holds it now (every release latched) */
 		atomic_store_explicit(&p->ctl->slots[s].state, SV2SHM_STATE(p->gen[s], 0), memory_order_release);
-		for (uint32_t m = p->peers->pub[s]; m; m &= m - 1u)
-			if (p->peers->held_hint[__builtin_ctz(m)])
-				p->peers->held_hint[__builtin_ctz(m)]--;
-		p->peers->pub[s] = 0;
-	}
 }
 
 /*

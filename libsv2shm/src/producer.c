@@ -70,6 +70,7 @@ struct sv2shm_producer {
 	int mech;
 	struct io_uring wring;
 	bool futex_armed, poll_armed;
+	uint64_t futex_tag; /* user_data of the FUTEX_WAIT in flight (a fresh one per wait) */
 	char notify_name[48];
 	struct link links[MAX_CONSUMERS + 1]; /* index = holder bit */
 	struct sv2shm_producer_event evq[EVQ_SIZE];
@@ -226,24 +227,56 @@ static int producer_events(struct sv2shm_producer *p, int timeout_ms)
 	return removed;
 }
 
-/* SV2SHM_NOTIFY_FUTEX: queue the FUTEX_WAIT and the epfd poll (if not
- * queued still from an earlier wait) and submit them. */
+enum { TAG_POLL = 2, TAG_CANCEL = 3 }; /* futex waits: (n << 2) | 1 */
+
+/* Take every completion: the current futex wait's, the poll's. Returns true
+ * when the poll fired. */
+static bool reap_wring(struct sv2shm_producer *p)
+{
+	struct io_uring_cqe *cqe;
+	bool ep = false;
+	while (io_uring_peek_cqe(&p->wring, &cqe) == 0) {
+		uint64_t tag = io_uring_cqe_get_data64(cqe);
+		if (tag == p->futex_tag)
+			p->futex_armed = false;
+		else if (tag == TAG_POLL) {
+			p->poll_armed = false;
+			ep = true;
+		}
+		io_uring_cqe_seen(&p->wring, cqe);
+	}
+	return ep;
+}
+
+/* SV2SHM_NOTIFY_FUTEX: queue a fresh FUTEX_WAIT (cancelling the one an
+ * earlier wait left queued) and the epfd poll (if not queued still), and
+ * submit them. Fresh each time: a queued waiter can be moved to another word
+ * by anyone who maps this one (FUTEX_CMP_REQUEUE needs only read access), so
+ * a wait is never trusted past the one sleep it was queued for. */
 static void arm_futex_wait(struct sv2shm_producer *p)
 {
 	_Atomic uint32_t *word = &p->mem.ctl->release_seq;
-	if (!p->futex_armed) {
+	reap_wring(p);
+	if (p->futex_armed) {
 		struct io_uring_sqe *sqe = io_uring_get_sqe(&p->wring);
 		if (sqe) {
-			notify_prep_futex_wait(sqe, word, atomic_load_explicit(word, memory_order_relaxed));
-			io_uring_sqe_set_data64(sqe, 1);
-			p->futex_armed = true;
+			io_uring_prep_cancel64(sqe, p->futex_tag, 0);
+			io_uring_sqe_set_data64(sqe, TAG_CANCEL);
 		}
+		p->futex_armed = false;
+	}
+	struct io_uring_sqe *sqe = io_uring_get_sqe(&p->wring);
+	if (sqe) {
+		p->futex_tag = ((p->futex_tag >> 2) + 1u) << 2 | 1u;
+		notify_prep_futex_wait(sqe, word, atomic_load_explicit(word, memory_order_relaxed));
+		io_uring_sqe_set_data64(sqe, p->futex_tag);
+		p->futex_armed = true;
 	}
 	if (!p->poll_armed) {
-		struct io_uring_sqe *sqe = io_uring_get_sqe(&p->wring);
+		sqe = io_uring_get_sqe(&p->wring);
 		if (sqe) {
 			io_uring_prep_poll_add(sqe, p->epfd, POLLIN);
-			io_uring_sqe_set_data64(sqe, 2);
+			io_uring_sqe_set_data64(sqe, TAG_POLL);
 			p->poll_armed = true;
 		}
 	}
@@ -256,19 +289,10 @@ static bool futex_sleep(struct sv2shm_producer *p, int timeout_ms)
 {
 	struct __kernel_timespec ts = {.tv_sec = timeout_ms / 1000, .tv_nsec = (long long)(timeout_ms % 1000) * 1000000};
 	struct io_uring_cqe *cqe = NULL;
+	if (!p->futex_armed && !p->poll_armed)
+		return true; /* nothing to wait on (no room in the ring): look at epfd */
 	io_uring_wait_cqe_timeout(&p->wring, &cqe, &ts);
-	bool ep = false;
-	while (io_uring_peek_cqe(&p->wring, &cqe) == 0) {
-		uint64_t tag = io_uring_cqe_get_data64(cqe);
-		if (tag == 1)
-			p->futex_armed = false;
-		else if (tag == 2) {
-			p->poll_armed = false;
-			ep = true;
-		}
-		io_uring_cqe_seen(&p->wring, cqe);
-	}
-	return ep;
+	return reap_wring(p);
 }
 
 static int producer_wait(struct sv2shm_pool *pool, uint32_t seen, int timeout_ms)
@@ -361,7 +385,7 @@ SV2SHM_API int sv2shm_producer_new(const struct sv2shm_producer_options *o, stru
 	 * caller did not ask for sockets or plain syscalls). */
 	p->mech = SV2SHM_NOTIFY_SOCKET;
 	if (o->notify != SV2SHM_NOTIFY_SOCKET && !o->no_io_uring && notify_uring_allowed() &&
-	    io_uring_queue_init(4, &p->wring, 0) == 0) {
+	    io_uring_queue_init(8, &p->wring, 0) == 0) {
 		if (notify_uring_has_futex_wait(&p->wring))
 			p->mech = SV2SHM_NOTIFY_FUTEX;
 		else

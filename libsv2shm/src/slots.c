@@ -29,30 +29,40 @@ bool slot_free_inproc(const struct sv2shm_ctl *ctl, unsigned s, uint32_t gen)
 	return SV2SHM_STATE_HOLDERS(st) == 0;
 }
 
-uint32_t slot_holders_shared(const struct slot_peers *pe, _Atomic uint32_t *own_gen, unsigned s, uint32_t gen)
+/* Has consumer b released slot s at gen? Latch it if so. */
+static bool latch(struct slot_peers *pe, unsigned b, unsigned s, uint32_t gen)
+{
+	_Atomic uint32_t *rel = pe->released[b];
+	if (rel && atomic_load_explicit(&rel[s], memory_order_seq_cst) != gen)
+		return false;
+	pe->pub[s] &= ~(UINT32_C(1) << b);
+	if (pe->held_hint[b])
+		pe->held_hint[b]--;
+	return true;
+}
+
+uint32_t slot_holders_shared(struct slot_peers *pe, _Atomic uint32_t *own_gen, unsigned s, uint32_t gen)
 {
 	uint32_t held = atomic_load_explicit(&own_gen[s], memory_order_seq_cst) ? 1u : 0u;
 	uint32_t pub = pe->pub[s];
 	while (pub) {
 		unsigned b = (unsigned)__builtin_ctz(pub);
 		pub &= pub - 1u;
-		_Atomic uint32_t *rel = pe->released[b];
-		if (rel && atomic_load_explicit(&rel[s], memory_order_seq_cst) != gen)
+		if (!latch(pe, b, s, gen))
 			held |= UINT32_C(1) << b;
 	}
 	return held;
 }
 
-unsigned slot_count_held(const struct slot_peers *pe, unsigned bit, uint64_t slots, const uint32_t *gen)
+unsigned slot_count_held(struct slot_peers *pe, unsigned bit, uint64_t slots, const uint32_t *gen)
 {
-	_Atomic uint32_t *rel = pe->released[bit];
 	unsigned n = 0;
-	if (!rel)
+	if (!pe->released[bit])
 		return 0;
 	while (slots) {
 		unsigned s = (unsigned)__builtin_ctzll(slots);
 		slots &= slots - 1u;
-		if ((pe->pub[s] & (UINT32_C(1) << bit)) && atomic_load_explicit(&rel[s], memory_order_acquire) != gen[s])
+		if ((pe->pub[s] & (UINT32_C(1) << bit)) && !latch(pe, bit, s, gen[s]))
 			n++;
 	}
 	return n;

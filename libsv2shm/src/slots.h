@@ -47,20 +47,23 @@ struct slot_peers {
 	uint32_t pub[64]; /* per slot: consumer bits the current generation went to */
 	/* per consumer bit: its ring's release records (NULL: no consumer) */
 	_Atomic uint32_t *released[SV2SHM_MAX_HOLDERS];
-	/* per consumer bit: slots published to it that are still referenced by
-	 * a run — an upper bound of what it holds, kept without reading its
-	 * records (publish adds, the allocator's tidying subtracts); the exact
-	 * count (slot_count_held) is taken only when this reaches the limit. */
+	/* per consumer bit: slots published to it whose release the producer
+	 * has not seen yet — an upper bound of what it holds, kept without
+	 * reading its records (publish adds, a latched release subtracts); the
+	 * exact count (slot_count_held) is taken only at the limit. */
 	unsigned held_hint[SV2SHM_MAX_HOLDERS];
 };
 
 /* Shared: the consumer bits that still hold slot s at generation gen (bit 0:
- * the producer itself, from own_gen). 0 means free. */
-uint32_t slot_holders_shared(const struct slot_peers *pe, _Atomic uint32_t *own_gen, unsigned s, uint32_t gen);
+ * the producer itself, from own_gen). 0 means free. A release seen here is
+ * latched: the consumer leaves pub[s] for good, so writing its record back
+ * later (an "un-release") cannot make it hold the slot again. Producer
+ * thread only (it writes pub). */
+uint32_t slot_holders_shared(struct slot_peers *pe, _Atomic uint32_t *own_gen, unsigned s, uint32_t gen);
 
 /* Shared: slots consumer `bit` holds among `slots` (a mask), given the
- * producer's generations. */
-unsigned slot_count_held(const struct slot_peers *pe, unsigned bit, uint64_t slots, const uint32_t *gen);
+ * producer's generations (latching what it released, as above). */
+unsigned slot_count_held(struct slot_peers *pe, unsigned bit, uint64_t slots, const uint32_t *gen);
 
 /* Shared, consumer side: record that this consumer let go of (s, gen). */
 static inline void slot_record_release(struct sv2shm_ring *ring, unsigned s, uint32_t gen)

@@ -9,7 +9,7 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 
-PACKAGES=(meson ninja-build pkg-config gcc liburing-dev libcmocka-dev clang libclang-rt-14-dev valgrind)
+PACKAGES=(meson ninja-build pkg-config gcc liburing-dev libcmocka-dev clang libclang-rt-14-dev valgrind scdoc)
 BUILD=${SV2SHM_BUILD:-build}
 
 usage() {

@@ -24,6 +24,24 @@
  *   B -> C  STATUS_POOL {...} per pool, STATUS_CONSUMER {...} per consumer, STATUS_END {...}
  *   P -> B  REATTACH_PRODUCER / K -> B REATTACH_CONSUMER       (after a broker restart)
  *
+ * Rules the broker enforces (and clients may rely on):
+ *   - unsolicited messages (INTRODUCE, POOL_GONE) carry seq 0;
+ *   - any malformed request (SUBSCRIBE and STATUS included) may be answered
+ *     with RESULT -errno (-EPROTO, -EINVAL, -EBADMSG) and a text; eight of
+ *     them and the client is disconnected;
+ *   - CONSUMER_GONE, and INTRODUCED with an unknown token, get no reply;
+ *   - unused uids[]/gids[] entries and every `reserved` field must be 0;
+ *   - INTRODUCED with result > 0 must have holder == result % 32;
+ *   - SUBSCRIBED's result may also be -EAGAIN (too many subscriptions in
+ *     flight) or -EPROTO (the producer's answer or ring was malformed);
+ *   - REGISTER may fail with -EEXIST (a live producer has the name),
+ *     -ENOSPC (256 pools), -EBADF/-EPERM (the control memfd is not a
+ *     write-sealed control block of that geometry);
+ *   - REATTACH_CONSUMER from a producer: -ESRCH for a dead pid; from a
+ *     consumer: -ENOENT until its producer has re-attached it (retry),
+ *     -EPERM when the pid is not its own;
+ *   - a client whose socket fills up (it does not read) is disconnected.
+ *
  * After SUBSCRIBED the broker is out of the data path: descriptors, releases
  * and wake-ups go between producer and consumer directly. What it keeps: the
  * control memfd (read-only: slot map, counters for STATUS) and each
@@ -128,9 +146,11 @@ struct bmsg_introduced {
 	uint32_t holder; /* its holder bit, 1..31 */
 };
 
-/* CONSUMER_GONE (producer -> broker): the producer removed a consumer. */
+/* CONSUMER_GONE (producer -> broker): the producer removed a consumer.
+ * No reply. */
 struct bmsg_consumer_gone {
 	struct bmsg_hdr hdr;
+	char name[BMSG_NAME_MAX]; /* its pool (ids are per pool) */
 	int32_t id;
 	int32_t reason; /* enum sv2shm_event_reason */
 	uint32_t held;  /* slots it held (reclaimed) */
@@ -214,7 +234,7 @@ struct bmsg_status_end {
 	uint32_t pools;
 	uint32_t clients;
 	char version[16];
-	char event_loop[32]; /* "io_uring" or "epoll (io_uring: <why not>)" */
+	char event_loop[64]; /* "io_uring" or "epoll (io_uring: <why not>)" */
 	uint64_t uptime_ms;
 	uint64_t refused;    /* connections or requests refused (credentials, bad messages) */
 };

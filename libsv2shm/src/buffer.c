@@ -168,6 +168,8 @@ SV2SHM_API const char *sv2shm_strerror(int err)
 		return "frame larger than the pool can ever hold";
 	case -ESRCH:
 		return "no such consumer: it was removed";
+	case -EMFILE:
+		return "too many: a pool has at most 31 consumers (or out of file descriptors)";
 	case -EBADMSG:
 		return "bad descriptor or message (dropped)";
 	case -ENODATA:

@@ -32,7 +32,15 @@ struct own_consumer {
 	char name[BMSG_NAME_MAX];
 	int id;
 	unsigned holder;
+	/* Re-attaching after a broker restart: the request in flight, and when
+	 * to ask again (its producer may re-attach after us: -ENOENT). */
+	uint32_t reattach_seq;
+	uint64_t retry_at_ns;
+	unsigned retries;
 };
+
+#define REATTACH_RETRY_MS 200
+#define REATTACH_RETRIES 50 /* 10 s: then the broker has no producer for it */
 
 struct sv2shm_client {
 	char path[sizeof(((struct sockaddr_un *)0)->sun_path)];
@@ -232,9 +240,30 @@ static void on_introduce(struct sv2shm_client *c, const struct bmsg_introduce *m
 	send_msg(c, &r, sizeof(r), r.result > 0 ? ring : -1);
 }
 
+static void send_reattach_consumer(struct sv2shm_client *c, struct own_consumer *oc);
+
+/* A RESULT nobody waits for: a consumer's re-attachment may have to be
+ * asked again. */
+static void on_result(struct sv2shm_client *c, const struct bmsg_result *m)
+{
+	for (unsigned i = 0; i < c->ncons; i++) {
+		struct own_consumer *oc = &c->cons[i];
+		if (!oc->reattach_seq || oc->reattach_seq != m->hdr.seq)
+			continue;
+		oc->reattach_seq = 0;
+		if (m->result == -ENOENT && oc->retries < REATTACH_RETRIES)
+			oc->retry_at_ns = mono_ns() + (uint64_t)REATTACH_RETRY_MS * 1000000u;
+	}
+}
+
 static int dispatch(struct sv2shm_client *c, int op, const uint8_t *buf, int fd)
 {
 	switch (op) {
+	case BOP_RESULT:
+		if (fd >= 0)
+			close(fd);
+		on_result(c, (const void *)buf);
+		return 0;
 	case BOP_INTRODUCE:
 		on_introduce(c, (const void *)buf, fd);
 		return 1;
@@ -331,14 +360,23 @@ static void reattach(struct sv2shm_client *c)
 		producer_client_fd_changed(p);
 	}
 	for (unsigned i = 0; i < c->ncons; i++) {
-		struct bmsg_reattach_consumer m;
-		memset(&m, 0, sizeof(m));
-		bmsg_init(&m.hdr, BOP_REATTACH_CONSUMER, ++c->seq);
-		memcpy(m.name, c->cons[i].name, sizeof(m.name));
-		m.id = c->cons[i].id;
-		m.holder = c->cons[i].holder;
-		send_msg(c, &m, sizeof(m), -1);
+		c->cons[i].retries = 0;
+		send_reattach_consumer(c, &c->cons[i]);
 	}
+}
+
+static void send_reattach_consumer(struct sv2shm_client *c, struct own_consumer *oc)
+{
+	struct bmsg_reattach_consumer m;
+	memset(&m, 0, sizeof(m));
+	bmsg_init(&m.hdr, BOP_REATTACH_CONSUMER, ++c->seq);
+	memcpy(m.name, oc->name, sizeof(m.name));
+	m.id = oc->id;
+	m.holder = oc->holder;
+	oc->reattach_seq = m.hdr.seq;
+	oc->retry_at_ns = 0;
+	oc->retries++;
+	send_msg(c, &m, sizeof(m), -1);
 }
 
 static void maybe_reconnect(struct sv2shm_client *c)
@@ -431,6 +469,10 @@ int client_broker_fd(const struct sv2shm_client *c)
 int client_process_internal(struct sv2shm_client *c)
 {
 	maybe_reconnect(c);
+	uint64_t now = mono_ns();
+	for (unsigned i = 0; i < c->ncons && c->fd >= 0; i++)
+		if (c->cons[i].retry_at_ns && now >= c->cons[i].retry_at_ns)
+			send_reattach_consumer(c, &c->cons[i]);
 	int handled = 0;
 	uint8_t buf[BMSG_MAX + 1];
 	/* A bounded batch: a broker that floods us cannot keep us here. */
@@ -471,6 +513,7 @@ SV2SHM_API int sv2shm_client_register(struct sv2shm_client *c, const char *name,
 		return -EMFILE;
 	if (find_producer(c, nm))
 		return -EEXIST;
+	maybe_reconnect(c);
 	if (c->fd < 0)
 		return -ENOTCONN;
 	struct sv2shm_producer *p;
@@ -513,6 +556,7 @@ SV2SHM_API int sv2shm_client_subscribe(struct sv2shm_client *c, const char *name
 		return -EINVAL;
 	if (c->ncons == MAX_OWN)
 		return -EMFILE;
+	maybe_reconnect(c);
 	if (c->fd < 0)
 		return -ENOTCONN;
 	uint32_t seq = ++c->seq;
@@ -562,7 +606,7 @@ void client_consumer_removed(struct sv2shm_client *c, const char *name, int id, 
 	struct bmsg_consumer_gone m;
 	memset(&m, 0, sizeof(m));
 	bmsg_init(&m.hdr, BOP_CONSUMER_GONE, ++c->seq);
-	(void)name;
+	snprintf(m.name, sizeof(m.name), "%s", name);
 	m.id = id;
 	m.reason = reason;
 	m.held = held;
@@ -607,6 +651,7 @@ SV2SHM_API int sv2shm_client_status(struct sv2shm_client *c, struct sv2shm_statu
 {
 	if (!c || !out)
 		return -EINVAL;
+	maybe_reconnect(c);
 	if (c->fd < 0)
 		return -ENOTCONN;
 	struct bmsg_status m;

@@ -179,7 +179,7 @@ struct sv2shm_status_pool {
 /** The broker's status. */
 struct sv2shm_status {
 	char version[16];
-	char event_loop[32]; /**< "io_uring", or "epoll (...)" with the reason */
+	char event_loop[64]; /**< "io_uring", or "epoll (...)" with the reason */
 	uint64_t uptime_ms;
 	uint64_t refused;    /**< connections or requests refused */
 	unsigned clients;

@@ -652,10 +652,10 @@ static inline bool ipc_notify_name_ok(const char *name, int notify)
  *                           how many
  *   OP_RECV_RELEASE n seq   n times: recv (30 s), check (pattern seq, seq+1,
  *                           ...), release; reply n
- *   OP_DIE_MID_RELEASE idx  do the first half of a release of tab[idx] by
- *                           hand (clear our holder bit in the slot's state
- *                           word) and SIGKILL ourselves before the mask bit
- *                           is cleared: a consumer crashing inside release
+ *   OP_DIE_MID_RELEASE idx  check the control block cannot be mapped
+ *                           writable, then SIGKILL ourselves holding
+ *                           tab[idx]: a release is one store now, so this is
+ *                           the closest to a consumer crashing inside one
  *   OP_FREE                 reply sv2shm_consumer_free()
  *   OP_ABANDON              reply 0 and _exit(0) at once (no cleanup)
  *   OP_EXIT                 sv2shm_consumer_free() must be 0; reply 0; exit

@@ -182,7 +182,8 @@ struct sv2shm_producer_options {
 	                                      (a syscall per slice and consumer), not the shared ring */
 	unsigned max_held;               /**< most slots one consumer may hold when a slice is published
 	                                      to it (1..slots); 0 = slots - 1 (at least 1), so a
-	                                      consumer that stops reading leaves a slot to the others;
+	                                      consumer that stops reading leaves a slot to the others
+	                                      (bytes are another matter: docs/ARCHITECTURE.md);
 	                                      slots = no limit */
 	int on_limit;                    /**< enum sv2shm_limit_policy, for a consumer at max_held or
 	                                      with a full ring */

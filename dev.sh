@@ -2,7 +2,7 @@
 # sv2shm developer entry point: installs what the project needs from Debian,
 # builds it with meson, and runs the demo or the tests.
 #
-#   ./dev.sh demo    install, build, run the main job (today: the three examples)
+#   ./dev.sh demo    install, build, run the main job (sv2shm demo: a broker, a producer, consumers)
 #   ./dev.sh test    install, build, run the whole test suite (meson test)
 #   ./dev.sh deps    only install the Debian packages
 #   ./dev.sh --help
@@ -40,6 +40,9 @@ case "${1:-}" in
 demo)
 	deps
 	build
+	# The main job: a private broker, a producer and three consumers passing
+	# Sv2 frames while one consumer is killed; then the crate's examples.
+	"$BUILD/client/sv2shm" demo
 	meson test -C "$BUILD" --suite examples --verbose
 	;;
 test)

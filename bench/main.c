@@ -5,6 +5,7 @@
  *   sv2shm-bench lag [--slots N] [--json]   FIFO lag sweep
  *   sv2shm-bench ipc [--json] [--quick]     cross-process round trip, streaming, fan-out
  *   sv2shm-bench soak [--seconds N] [--json] SIGKILL soak: integrity and reclaim time
+ *   sv2shm-bench broker [--json] [--quick]  pools through the broker: fan-out, round-robin, reclaim
  *   sv2shm-bench --help
  *
  * Each mode is one entry of the table below; a mode parses its own options
@@ -14,6 +15,9 @@
 
 #include <stdio.h>
 #include <string.h>
+
+/* `sv2shm-bench broker` (broker.c). */
+int bench_broker_main(int argc, char **argv);
 
 struct bench_cmd {
 	const char *name;
@@ -31,13 +35,15 @@ static const struct bench_cmd cmds[] = {
 	 "cross-process round trip, streaming, fan-out: sv2shm vs memfd, sockets, pipes, iceoryx"},
 	{"soak", bench_soak_main, "[--seconds N] [--json]",
 	 "SIGKILL soak: consumers killed and replaced while slices flow; integrity and reclaim time"},
+	{"broker", bench_broker_main, "[--json] [--quick]",
+	 "pools through a private sv2shmd: fan-out and round-robin vs the direct channel, reclaim after SIGKILL"},
 };
 
 static void usage(FILE *out)
 {
 	fprintf(out, "usage: sv2shm-bench MODE [OPTIONS]\n       sv2shm-bench --help\n\nmodes:\n");
 	for (size_t i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++)
-		fprintf(out, "  %-5s %-22s %s\n", cmds[i].name, cmds[i].usage, cmds[i].what);
+		fprintf(out, "  %-6s %-22s %s\n", cmds[i].name, cmds[i].usage, cmds[i].what);
 	fprintf(out, "\ncommon options:\n"
 		     "  --json    print exactly one JSON object on stdout (human text goes to stderr)\n"
 		     "  --quick   fewer samples (a smoke run)\n"

@@ -143,6 +143,11 @@ struct broker {
 	struct client *clients;
 	unsigned nclients;
 	struct client *dead;
+	/* The client an entry point was called for, and whether the reap at its
+	 * end freed it (cleaning up one client can give up on another: a
+	 * POOL_GONE or SUBSCRIBED that does not fit). */
+	struct client *caller;
+	bool caller_freed;
 	struct pool *pools, *pools_tail;
 	unsigned npools;
 	struct pending *pending, *pending_tail;
@@ -1181,6 +1186,8 @@ static void client_cleanup(struct broker *b, struct client *c)
 		c->next->prev = c->prev;
 	b->nclients--;
 	b->env.close(b->env.ctx, c->conn);
+	if (c == b->caller)
+		b->caller_freed = true;
 	free(c);
 }
 
@@ -1379,8 +1386,11 @@ int broker_handle_message(struct broker *b, struct client *c, const void *msg, s
 		return -EPIPE;
 	}
 	int r = handle(b, c, msg, len, fds, nfds, flags);
-	bool gone = c->dead;
+	b->caller = c;
+	b->caller_freed = false;
 	reap(b);
+	bool gone = b->caller_freed; /* c may be freed: only the flag is read */
+	b->caller = NULL;
 	return gone ? -EPIPE : r;
 }
 

@@ -478,6 +478,213 @@ def hostile_seeds():
     return s
 
 
+# --- protocol ------------------------------------------------------------------
+# target_protocol.c: [cfg] [creds x 6] then operations.
+
+P_SEND, P_RAW, P_CONNECT, P_HANGUP, P_DIE, P_DELIVER, P_RESPAWN, P_TIME = 0, 2, 3, 4, 5, 6, 7, 8
+P_SOCKET, P_WRITABLE, P_PRODUCER, P_BULK, P_TIMER, P_FAULT = 9, 10, 11, 13, 14, 15
+# op selectors of a structured send
+PS_REGISTER, PS_SUBSCRIBE, PS_STATUS, PS_INTRODUCED, PS_GONE, PS_REATTACH_P, PS_REATTACH_C, PS_UNREGISTER = range(8)
+PS_TO_CLIENT, PS_UNKNOWN = 8, 9
+# pool names: the table of target_protocol.c
+P_NAMES = ['pool', 'mining.jobs', 'sv2-templates', 'X_1', '..', 'a', '0123456789', 'pool2']
+P_CAPS = [0, 1, 4096, 65536, 1 << 20, 1 << 32, (1 << 32) + 1]
+P_SLOTS = [1, 8, 64, 0, 65, 2, 31]
+P_ALLOW = [0, 1000, 1001, 1002]
+# fd specs: kind | variant << 4
+FD_OK = 0x00                # a valid control block / ring (ring: 16 entries with FD_RING16)
+FD_RING16 = 0x30
+FD_OTHER_KIND, FD_CORRUPT, FD_SEALS, FD_SIZE, FD_NOSEAL, FD_RDONLY = 6, 7, 8, 9, 10, 11
+FD_PIPE, FD_DEVNULL, FD_SOCKET, FD_DIR = 12, 13, 14, 15   # FD_RDONLY | 0x10: write-only; FD_DIR | 0x10: a plain file
+# process indices (pids 4001..4006); default uid: 1000, 1000, 1001, 0, 1002, 1001
+PROC_A, PROC_B, PROC_C, PROC_ROOT, PROC_E, PROC_F = range(6)
+
+
+def p_head(timeout=0, token=0, creds=(0, 0, 0, 0, 0, 0)):
+    """timeout: 0 default (5000 ms), 1: 100 ms, 2: 1000 ms, 3: 30000 ms."""
+    return u8(timeout | token << 2) + bytes(creds)
+
+
+def p_name(n):
+    if isinstance(n, int):
+        return u8(n)                       # 0..7: the table
+    if n.startswith('bulk-'):
+        return u8(8) + u8(int(n[5:]))
+    if n in P_NAMES:
+        return u8(P_NAMES.index(n))
+    raise ValueError(n)
+
+
+def p_send(conn, sel, body=b'', seq=1, mut=b'\x00', fds=b''):
+    return u8(P_SEND) + u8(conn) + u8(sel) + u8(seq) + body + mut + fds
+
+
+def p_register(conn, name, cap=65536, slots=8, uids=(), gids=(), region=0, seq=1, fd=FD_OK, mut=b'\x00',
+               reattach=False, policy=0):
+    body = p_name(name) + u8(P_CAPS.index(cap)) + u8(P_SLOTS.index(slots)) + u8(policy)
+    body += u8(len(uids) | len(gids) << 4)
+    body += b''.join(u8(P_ALLOW.index(x)) for x in uids) + b''.join(u8(P_ALLOW.index(x)) for x in gids)
+    body += u8(region)
+    return p_send(conn, PS_REATTACH_P if reattach else PS_REGISTER, body, seq, mut, u8(fd))
+
+
+def p_subscribe(conn, name, seq=2):
+    return p_send(conn, PS_SUBSCRIBE, p_name(name), seq)
+
+
+def p_unregister(conn, name, seq=3):
+    return p_send(conn, PS_UNREGISTER, p_name(name), seq)
+
+
+def p_status(conn, seq=4):
+    return p_send(conn, PS_STATUS, b'', seq)
+
+
+def p_introduced(conn, holder=1, mult=0, token=0, seq=5, ring=FD_RING16, error=None):
+    """token: the n-th latest INTRODUCE token; error: an index into the -errno table instead."""
+    if error is not None:
+        return p_send(conn, PS_INTRODUCED, u8(token) + u8(3) + u8(error), seq)
+    a = (holder - 1) + 31 * mult
+    return p_send(conn, PS_INTRODUCED, u8(token) + u8(0) + u8(a), seq, b'\x00', u8(ring))
+
+
+def p_consumer_gone(conn, name, pick=0, reason=1, held=0, seq=6):
+    return p_send(conn, PS_GONE, p_name(name) + u8(pick) + u8(reason) + u8(held), seq)
+
+
+def p_reattach_consumer(conn, name, pick=None, holder=1, pid_proc=None, ring=None, seq=7):
+    """pick: a consumer record of the pool (its id, holder, pid), else id = holder."""
+    body = p_name(name)
+    if pick is not None:
+        body += u8(pick)
+    else:
+        body += u8(0x80) + u8(0) + u8(holder - 1)
+    body += u8(pid_proc if pid_proc is not None else 11)
+    body += u8(1 if ring is not None else 0)
+    return p_send(conn, PS_REATTACH_C, body, seq, b'\x00', u8(ring) if ring is not None else b'')
+
+
+def p_connect(conn, proc):
+    return u8(P_CONNECT) + u8(conn) + u8(proc)
+
+
+def p_publish(name_idx, consumer=0, slot=0, wake=False):
+    """The producer of table pool name_idx publishes slot to one of its consumers."""
+    return u8(P_PRODUCER) + u8(name_idx) + u8(3) + u8(consumer) + u8(slot | (0x80 if wake else 0))
+
+
+def p_socket(conn, fail=0, room=0, wantw_fail=False):
+    """fail: 0 ok, 1 EAGAIN, 2 EPIPE, 3 ECONNRESET, 4 ENOBUFS; room: index into the target's table."""
+    return u8(P_SOCKET) + u8(conn) + u8(fail | room << 3 | (0x80 if wantw_fail else 0))
+
+
+def p_time(ms):
+    return u8(P_TIME) + u16(ms)
+
+
+def protocol_seeds():
+    s = {}
+    A, B, C, R = PROC_A, PROC_B, PROC_C, PROC_ROOT
+    conv = (p_connect(0, A) + p_connect(1, B) + p_connect(2, R) +
+            p_register(0, 'pool') + p_subscribe(1, 'pool') + p_introduced(0, holder=1) +
+            p_status(2) + p_status(1))
+    # The whole conversation: register, subscribe, introduced, status, the
+    # consumer's process dies holding two slots (reclaim), unregister.
+    s['conversation'] = p_head() + conv + p_publish(0, 0, 0) + p_publish(0, 0, 3, wake=True) + \
+        u8(P_DIE) + u8(B) + u8(P_DELIVER) + u8(0x80) + p_status(2) + p_unregister(0, 'pool')
+    # A second consumer, removed by its producer (CONSUMER_GONE), then the
+    # producer unregisters: POOL_GONE to the other.
+    s['consumer_gone'] = p_head() + conv + p_connect(3, PROC_E) + p_register(0, 'mining.jobs', uids=[1002]) + \
+        p_subscribe(3, 'mining.jobs') + p_introduced(0, holder=2, mult=1) + p_consumer_gone(0, 'mining.jobs') + \
+        p_subscribe(3, 'mining.jobs', seq=9) + p_introduced(0, holder=3) + p_unregister(0, 'mining.jobs')
+    # The producer refuses (-EMFILE), answers late (timed out), never answers.
+    s['refused_and_timeout'] = p_head(timeout=1) + p_connect(0, A) + p_connect(1, B) + p_register(0, 'pool') + \
+        p_subscribe(1, 'pool') + p_introduced(0, error=0) + p_subscribe(1, 'pool', seq=8) + p_time(150) + \
+        p_introduced(0, holder=4) + p_subscribe(1, 'pool', seq=9) + u8(P_TIMER) + p_time(50) + p_status(1)
+    # Access: another uid is refused, allowed by uid, by gid; root sees every pool.
+    s['access'] = p_head() + p_connect(0, A) + p_connect(1, C) + p_connect(2, PROC_E) + p_connect(3, R) + \
+        p_register(0, 'pool') + p_subscribe(1, 'pool') + p_register(0, 'pool2', uids=[1001]) + \
+        p_subscribe(1, 'pool2') + p_register(0, 'a', gids=[1000]) + p_subscribe(2, 'a') + p_status(1) + \
+        p_status(3) + p_subscribe(3, 'pool') + p_unregister(1, 'pool')
+    # The producer dies: its consumers are told POOL_GONE, pending subscribers
+    # -ENOENT, and another producer takes the name over.
+    s['producer_dies'] = p_head() + conv + p_subscribe(1, 'pool', seq=20) + u8(P_DIE) + u8(A) + \
+        p_connect(4, PROC_E) + p_register(4, 'pool') + u8(P_DELIVER) + u8(0x80) + p_register(4, 'pool', seq=21) + \
+        p_status(2)
+    # A broker restart as the clients see it: the producer re-attaches its pool
+    # and its consumer (with the ring), the consumer asks before and after.
+    s['reattach'] = p_head() + p_connect(0, A) + p_connect(1, B) + \
+        p_register(0, 'pool', reattach=True) + p_reattach_consumer(1, 'pool', holder=1, pid_proc=B) + \
+        p_reattach_consumer(0, 'pool', holder=1, pid_proc=B, ring=FD_RING16) + \
+        p_reattach_consumer(1, 'pool', pick=0) + p_reattach_consumer(1, 'pool', pick=0, seq=11) + \
+        p_publish(0, 0, 1) + p_publish(0, 0, 2) + u8(P_DIE) + u8(B) + u8(P_DELIVER) + u8(0x80) + p_status(0)
+    # The same producer on a new connection (it reconnected first): the pool
+    # moves, its consumers stay; then pid reuse: a new process with the old pid.
+    s['same_producer_reconnects'] = p_head() + conv + p_connect(3, A) + p_register(3, 'pool') + \
+        p_status(3) + u8(P_HANGUP) + u8(0) + p_status(3) + u8(P_DIE) + u8(A) + u8(P_RESPAWN) + u8(A) + u8(0) + \
+        p_connect(4, A) + p_register(4, 'pool') + u8(P_DELIVER) + u8(0x80) + p_register(4, 'pool', seq=30)
+    # Eight malformed messages and the client is gone.
+    bad = b''
+    for i in range(8):
+        bad += p_send(1, PS_SUBSCRIBE, u8(9), seq=40 + i)  # an empty name
+    s['eight_bad'] = p_head() + p_connect(0, A) + p_connect(1, B) + p_register(0, 'pool') + bad + p_status(0)
+    # Wrong fds: every kind on REGISTER and on INTRODUCED.
+    wrong = b''
+    # seals: each one missing (bits: 1 SHRINK, 2 GROW, 4 FUTURE_WRITE, 8 SEAL)
+    for k in [FD_OTHER_KIND, FD_CORRUPT, FD_CORRUPT | 0x30, FD_SEALS | 0xe0, FD_SEALS | 0xd0, FD_SEALS | 0xb0,
+              FD_SEALS | 0x70, FD_SIZE, FD_NOSEAL, FD_PIPE, FD_DEVNULL, FD_SOCKET, FD_DIR, FD_DIR | 0x10,
+              FD_RDONLY | 0x10]:
+        wrong += p_register(2, 'X_1', fd=k, seq=50 + k)
+    wrong += p_register(2, 'X_1', fd=FD_RDONLY, seq=70) + p_unregister(2, 'X_1')
+    ring_wrong = b''
+    for i, k in enumerate([FD_OTHER_KIND, FD_CORRUPT, FD_CORRUPT | 0x50, FD_SEALS, FD_SEALS | 0x30, FD_SIZE,
+                           FD_SIZE | 0x10, FD_NOSEAL, FD_RDONLY, FD_PIPE]):
+        ring_wrong += p_subscribe(1, 'pool', seq=80 + i) + p_introduced(0, holder=1 + i, ring=k, seq=90 + i)
+    s['wrong_fds'] = p_head() + p_connect(0, A) + p_connect(1, B) + p_connect(2, C) + p_register(0, 'pool') + \
+        wrong + ring_wrong
+    # The env fails: a consumer's process watch (-ENOMEM: SUBSCRIBED says so;
+    # -ESRCH: the consumer is gone, no reply), a new client's watch, and the
+    # loop refuses a connection before it becomes a client.
+    s['watch_faults'] = p_head() + conv + p_subscribe(1, 'pool', seq=30) + u8(P_FAULT) + u8(0) + \
+        p_introduced(0, holder=2, seq=31) + p_subscribe(1, 'pool', seq=32) + u8(P_FAULT) + u8(2) + \
+        p_introduced(0, holder=3, seq=33) + u8(P_FAULT) + u8(1) + p_connect(5, PROC_E) + u8(P_FAULT) + u8(4) + \
+        p_connect(5, PROC_E) + p_status(5)
+    # STATUS that does not fit at once: paused, resumed when writable.
+    s['status_paused'] = p_head() + conv + p_register(0, 'pool2') + p_register(0, 'a') + \
+        p_socket(2, room=4) + p_status(2) + p_register(0, '0123456789') + u8(P_WRITABLE) + u8(2) + \
+        p_socket(2, fail=1) + u8(P_WRITABLE) + u8(2) + p_socket(2) + u8(P_WRITABLE) + u8(2) + p_status(2)
+    # Sockets that fill up or break: the broker drops the client, never blocks.
+    s['full_sockets'] = p_head() + conv + p_socket(1, fail=1) + p_subscribe(3, 'pool') + p_connect(3, PROC_B) + \
+        p_subscribe(3, 'pool') + p_socket(0, fail=2) + p_subscribe(3, 'pool', seq=60) + p_status(3)
+    # Limits: 257 pools (-ENOSPC); 1025 connections (refused); 31 subscriptions
+    # in flight for one pool (-EMFILE) and 9 for one client (-EAGAIN).
+    s['limit_pools'] = p_head() + p_connect(0, A) + u8(P_BULK) + u8(0) + u16(260) + p_status(0) + \
+        p_unregister(0, 'bulk-007') + p_register(0, 'pool')
+    s['limit_clients'] = p_head() + u8(P_BULK) + u8(1) + u16(1030) + p_connect(0, A) + p_connect(1, B) + \
+        u8(P_BULK) + u8(3) + u16(0) + p_connect(1, B) + p_status(1)
+    s['limit_pending'] = p_head() + p_connect(0, A) + u8(P_BULK) + u8(0) + u16(2) + u8(P_BULK) + u8(1) + u16(40) + \
+        u8(P_BULK) + u8(2) + u16(33) + u8(0xf0) + u8(P_BULK) + u8(2 | 8) + u16(9) + u8(0xf1) + p_status(0) + \
+        p_time(6000)
+    # 31 consumers in one pool (its producer answers every introduction), STATUS
+    # lists them all; a 32nd re-attached by the producer replaces the one on
+    # its holder bit; they die together, each ring released.
+    s['limit_consumers'] = p_head() + p_connect(0, A) + u8(P_BULK) + u8(1 | 1 << 3) + u16(40) + \
+        p_register(0, 'pool') + u8(P_BULK) + u8(2) + u16(33) + u8(0) + u8(P_BULK) + u8(4) + u16(40) + \
+        p_publish(0, 3, 5) + p_publish(0, 30, 6, wake=True) + p_status(0) + u8(P_BULK) + u8(5) + u16(1) + u8(0) + \
+        p_status(0, seq=5) + u8(P_DIE) + u8(B) + u8(P_DELIVER) + u8(0x80) + p_status(0, seq=6)
+    # Raw bytes: short, wrong magic, a broker-to-client opcode, an unknown one,
+    # the right size with a bad header length, too long, truncated.
+    hdr = u32(0x6b726273) + u16(1) + u16(3) + u32(16) + u32(7)
+    raw = b''
+    for data, nfds, fl in [(b'', 0, 0), (b'\x01\x02\x03', 1, 0), (hdr[:15], 0, 0), (b'\x00' * 16, 0, 0),
+                           (hdr[:4] + u16(2) + hdr[6:], 0, 0), (hdr[:6] + u16(64) + hdr[8:], 0, 0),
+                           (hdr[:6] + u16(200) + hdr[8:], 0, 0), (hdr[:8] + u32(17) + hdr[12:], 0, 0),
+                           (hdr + b'\x00', 0, 0), (hdr, 0, 1), (hdr, 2, 2), (hdr, 0, 0)]:
+        raw += u8(P_RAW) + u8(1) + u16(len(data)) + data + u8(nfds) + u8(fl) + b''.join(u8(FD_OK) for _ in range(nfds))
+    s['raw'] = p_head() + p_connect(1, B) + raw
+    return s
+
+
 # --- regression inputs (fuzz/regress/) ----------------------------------------
 # Minimal inputs for the library bugs the targets found; see fuzz/regress/README.md.
 
@@ -521,6 +728,16 @@ def regress_inputs():
     r[('hostile', 'futex_requeue_steals_producer_wait')] = hhead(3, wait=True, wait_ms=10, cap=1024) + \
         hmsg(HOSTILE, 0xc0) + hmsg(HONEST, 0xc0) + hop('pop', u8(7)) + hop('release', u8(0)) + \
         hop('futex', u8(1), u8(0)) + hmsg(HONEST, 0xc0, hold=255) + hmsg(HONEST, 0xc0)
+    # protocol: broker_handle_message() decides its return value before reap(): a client that is
+    # given up on while another one is cleaned up at the end of its own call (here a POOL_GONE that
+    # does not fit) is freed and env->close()d, but the call returns 0 ("go on reading"), not -EPIPE.
+    # P (conn 0) consumes Q's pool; Q (conn 1) subscribes to P's pool; both sockets break; P answers
+    # INTRODUCED: the SUBSCRIBED to Q fails (Q given up on), P gets no reply; cleaning Q up removes
+    # its pool and sends P a POOL_GONE, which fails: P is freed, and its call returns 0.
+    r[('protocol', 'handle_message_returns_0_for_freed_client')] = p_head() + p_connect(0, PROC_A) + \
+        p_connect(1, PROC_B) + p_register(0, 'pool') + p_register(1, 'pool2') + p_subscribe(0, 'pool2', seq=10) + \
+        p_introduced(1, holder=1, seq=11) + p_subscribe(1, 'pool', seq=12) + p_socket(1, fail=2) + \
+        p_socket(0, fail=2) + p_introduced(0, holder=2, seq=13)
     return r
 
 
@@ -531,6 +748,7 @@ TARGETS = {
     'descriptor': descriptor_seeds,
     'frame_decoder': frame_decoder_seeds,
     'hostile': hostile_seeds,
+    'protocol': protocol_seeds,
 }
 
 

@@ -20,8 +20,10 @@
 #                  memfd attacks, socket floods, hang-ups) against a live producer, while
 #                  an honest consumer process checks every byte; no producer call blocks,
 #                  the pool is whole again once the hostile consumer is gone
-#   protocol       NOT WRITTEN YET: the broker daemon (daemon/) does not exist, so there
-#                  is no broker protocol to fuzz.
+#   protocol       the broker daemon's logic (daemon/broker.c) through a fake environment:
+#                  arbitrary connections, messages with and without fds (real memfds, right
+#                  and wrong), process deaths, timers, full sockets; every reply, close,
+#                  process watch and ring write checked against a model of the protocol
 #
 # The build lives in build-fuzz/ (made on first use with clang, -Dfuzz=enabled,
 # -Db_lundef=false: the sanitizer-instrumented shared library cannot link with
@@ -40,7 +42,9 @@
 #   SV2SHM_FUZZ_JOBS=N           run N fuzzing processes in parallel (-fork=N)
 #   SV2SHM_FUZZ_VERBOSE=1        faster/slower: print every step with the slot map;
 #                                cross_process: trace every publish and consumer fork;
-#                                hostile: trace every operation, publish and removal
+#                                hostile: trace every operation, publish and removal;
+#                                protocol: trace every operation and message, show the
+#                                broker's log
 #   SV2SHM_FUZZ_GDB=1            cross_process: backtrace a consumer that stops answering
 #
 # Exit status: 0 when every target ran clean, 1 when one crashed (or leaked, or
@@ -51,7 +55,7 @@ HERE=$(cd "$(dirname "$0")" && pwd)
 ROOT=$(dirname "$HERE")
 BUILD=${SV2SHM_FUZZ_BUILD:-$ROOT/build-fuzz}
 [[ "$BUILD" == /* ]] || BUILD=$PWD/$BUILD # the fuzzer runs in its scratch directory
-TARGETS=(faster slower cross_process descriptor frame_decoder hostile)
+TARGETS=(faster slower cross_process descriptor frame_decoder hostile protocol)
 
 usage() {
 	sed -n '2,/^set -euo/p' "$0" | sed '$d' | sed 's/^# \{0,1\}//'
@@ -66,6 +70,7 @@ max_len() {
 	descriptor) echo 4096 ;;
 	frame_decoder) echo 16384 ;;
 	hostile) echo 1024 ;;
+	protocol) echo 4096 ;;
 	esac
 }
 timeout_s() {
@@ -134,10 +139,6 @@ case "${1:-}" in
 --list)
 	printf '%s\n' "${TARGETS[@]}"
 	exit 0
-	;;
-protocol)
-	echo "run.sh: the protocol target is not written yet: the broker daemon does not exist" >&2
-	exit 2
 	;;
 "")
 	build || exit 2

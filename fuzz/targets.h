@@ -13,6 +13,7 @@ int sv2shm_fuzz_cross_process(const uint8_t *data, size_t size);
 int sv2shm_fuzz_descriptor(const uint8_t *data, size_t size);
 int sv2shm_fuzz_frame_decoder(const uint8_t *data, size_t size);
 int sv2shm_fuzz_hostile(const uint8_t *data, size_t size);
+int sv2shm_fuzz_protocol(const uint8_t *data, size_t size);
 
 /* One-time setup a target may want before libFuzzer starts any thread
  * (cross_process and hostile fork their helper processes here). Idempotent;

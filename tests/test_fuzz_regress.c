@@ -118,6 +118,12 @@ static void test_frame_decoder(void **state)
 	run_target("frame_decoder", sv2shm_fuzz_frame_decoder);
 }
 
+static void test_protocol(void **state)
+{
+	(void)state;
+	run_target("protocol", sv2shm_fuzz_protocol);
+}
+
 static void test_hostile(void **state)
 {
 	(void)state;
@@ -133,7 +139,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_cross_process), cmocka_unit_test(test_descriptor),
 		cmocka_unit_test(test_frame_decoder), cmocka_unit_test(test_faster),
-		cmocka_unit_test(test_slower),
+		cmocka_unit_test(test_slower), cmocka_unit_test(test_protocol),
 		/* Last: a broken property aborts the whole runner. */
 		cmocka_unit_test(test_hostile),
 	};

@@ -35,7 +35,7 @@
  *   - SUBSCRIBED's result may also be -EAGAIN (too many subscriptions in
  *     flight) or -EPROTO (the producer's answer or ring was malformed);
  *   - REGISTER may fail with -EEXIST (a live producer has the name),
- *     -ENOSPC (256 pools), -EBADF/-EPERM (the control memfd is not a
+ *     -ENOSPC (256 pools), -EINVAL (the control memfd is not a
  *     write-sealed control block of that geometry);
  *   - REATTACH_CONSUMER from a producer: -ESRCH for a dead pid; from a
  *     consumer: -ENOENT until its producer has re-attached it (retry),

@@ -1043,7 +1043,10 @@ static void build_pool(struct status_stream *ss, const struct pool *p, uint32_t 
 	o->published = LOAD64(k->published);
 	o->bytes = LOAD64(k->bytes);
 	o->releases = LOAD64(k->releases);
-	o->reclaimed = LOAD64(k->reclaimed);
+	/* Whoever sees a consumer's death first releases its holds: the
+	 * producer (its removal counts them) or the broker (for a dead process,
+	 * counted here); the one that comes second finds nothing left. */
+	o->reclaimed = LOAD64(k->reclaimed) + p->reclaimed;
 	o->fallbacks = LOAD64(k->fallbacks);
 	o->waits = LOAD64(k->waits);
 	o->wait_ns = LOAD64(k->wait_ns);

@@ -176,7 +176,6 @@ static int subscriber(void *argp)
 	uint64_t got = 0, bad = 0, next = 0;
 	/* Held slices stay here (never released) until we are killed. */
 	static struct sv2shm_slice held[64];
-	static volatile size_t held_bytes;
 	while (got < a->expect) {
 		struct sv2shm_slice s;
 		r = sv2shm_consumer_recv(k, &s, 20000);
@@ -187,16 +186,17 @@ static int subscriber(void *argp)
 			bad++;
 		next = seq + 1;
 		got++;
-		if (a->hold && got <= 64) {
+		if (a->hold && got <= 64)
 			held[got - 1] = s;
-			held_bytes += held[got - 1].len;
-		} else
+		else
 			sv2shm_slice_release(&s);
 	}
 	ipc_send_u64(a->report, got);
 	ipc_send_u64(a->report, bad);
-	if (a->hold)
+	if (a->hold) {
+		ipc_send_u64(a->report, held[0].len); /* (keeps the table alive) */
 		pause(); /* until killed */
+	}
 	_exit(got == a->expect && bad == 0 ? 0 : 1);
 }
 

@@ -374,6 +374,7 @@ struct mpool {
 	uint64_t serial;
 	struct sv2shm_ctl *ctl; /* the harness's writable view of the block the broker maps */
 	unsigned npending;
+	uint64_t reclaimed; /* holds the broker released for dead consumers (STATUS adds them) */
 };
 
 struct mpend {
@@ -830,6 +831,7 @@ static void m_build_pool(int ci, int p)
 	}
 	struct bmsg_counters c;
 	ctl_counters(P->ctl, &c);
+	c.reclaimed += P->reclaimed;
 	e->counters = counters_hash(&c);
 	static int ks[NCONS];
 	unsigned nk = m_consumers(p, ks);
@@ -1678,8 +1680,10 @@ static void expect_reclaim(struct mcons *k)
 		return;
 	for (uint32_t s = 0; s < P->slots; s++) {
 		uint64_t st = atomic_load(&P->ctl->slots[s].state);
-		if (SV2SHM_STATE_HOLDERS(st) & (UINT32_C(1) << k->holder))
+		if (SV2SHM_STATE_HOLDERS(st) & (UINT32_C(1) << k->holder)) {
 			k->snap[s] = SV2SHM_STATE_GEN(st);
+			mpools[k->pool].reclaimed++;
+		}
 	}
 	k->died = true;
 }

@@ -172,6 +172,13 @@ enum sv2shm_limit_policy {
 	                                  everyone: opt-in only) */
 };
 
+/*
+ * Threads: a producer, and sv2shm_pool_* on its pool (stats, slot map), belong
+ * to one thread, the one that writes and publishes (they read and update its
+ * private records); only sv2shm_slice_release() of its slices may come from
+ * any thread.
+ */
+
 /** Producer options; zero-initialise, then set what you need. */
 struct sv2shm_producer_options {
 	struct sv2shm_pool_options pool; /**< capacity, slots, policy (FALLBACK, FAIL or WAIT) */

@@ -546,6 +546,12 @@ struct run {
 	const struct sv2shm_ctl *ctl; /* read-only view, for checking */
 	const uint8_t *data;          /* read-only view, for checking */
 	struct hold holds[MAX_HOLDS]; /* slots it holds by the rules */
+	/* Per slot: a generation the hostile consumer's release record showed
+	 * at a check point while the slot had it. The producer latches a release
+	 * it sees (it checks only during its own calls, and a check point
+	 * follows every op), so that generation is given up for good, whatever
+	 * the record says later or a re-read ring entry names (0: none). */
+	uint32_t gaveup[64];
 	unsigned nholds;
 	uint32_t hmissed;       /* SKIP misses publish reported for it */
 	bool hmissed_exact;     /* no removal yet: its ring's missed field must say hmissed */
@@ -697,6 +703,8 @@ static bool need_ring(struct run *x)
  * generation to the hostile bit and its release record is not that
  * generation: its bytes must stay. Drop holds it gave up (its record says
  * the generation, however it got there). */
+static uint32_t ctl_gen(const struct run *x, unsigned slot);
+
 static void holds_update(struct run *x)
 {
 	if (!x->R || x->hostile_gone) {
@@ -704,9 +712,14 @@ static void holds_update(struct run *x)
 			x->nholds = 0;
 		return;
 	}
+	for (unsigned s = 0; s < x->slots && s < 64; s++) {
+		uint32_t g = ctl_gen(x, s);
+		if (g && atomic_load(&x->R->released[s]) == g)
+			x->gaveup[s] = g;
+	}
 	for (unsigned i = 0; i < x->nholds;) {
 		struct hold *h = &x->holds[i];
-		if (atomic_load(&x->R->released[h->slot]) == h->gen) {
+		if (atomic_load(&x->R->released[h->slot]) == h->gen || x->gaveup[h->slot] == h->gen) {
 			x->holds[i] = x->holds[--x->nholds];
 			continue;
 		}
@@ -749,7 +762,8 @@ static void hostile_take(struct run *x, const uint8_t raw[SV2SHM_DESC_SIZE])
 	uint64_t st = atomic_load(&((struct sv2shm_ctl *)(uintptr_t)x->ctl)->slots[d.slot].state);
 	const struct sv2shm_ctl_slot *cs = &x->ctl->slots[d.slot];
 	if (SV2SHM_STATE_GEN(st) != d.generation || !(SV2SHM_STATE_HOLDERS(st) & (UINT32_C(1) << x->hbit)) ||
-	    atomic_load(&x->R->released[d.slot]) == d.generation || d.offset != cs->offset || d.length != cs->length ||
+	    atomic_load(&x->R->released[d.slot]) == d.generation || x->gaveup[d.slot] == d.generation ||
+	    d.offset != cs->offset || d.length != cs->length ||
 	    d.offset > x->cap || d.length > x->cap - d.offset)
 		return; /* stale, forged or already given up: not a hold by the rules */
 	/* And the producer still counts the slot live (a slot it dropped keeps

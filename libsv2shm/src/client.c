@@ -590,7 +590,7 @@ SV2SHM_API int sv2shm_client_subscribe(struct sv2shm_client *c, const char *name
 	r = sv2shm_consumer_new(fd, o, &k); /* owns fd */
 	if (r < 0)
 		return r;
-	consumer_attach_client(k, c, name, s->id);
+	consumer_attach_client(k, c);
 	struct own_consumer *oc = &c->cons[c->ncons++];
 	memset(oc, 0, sizeof(*oc));
 	oc->k = k;

@@ -28,9 +28,9 @@ void producer_each_consumer(const struct sv2shm_producer *p, producer_consumer_f
 
 /* --- consumer.c, for client.c --------------------------------------------- */
 
-void consumer_attach_client(struct sv2shm_consumer *k, struct sv2shm_client *c, const char *name, int id);
-const char *consumer_pool_name(const struct sv2shm_consumer *k);
-int consumer_broker_id(const struct sv2shm_consumer *k);
+/* The client keeps the pool's name and our id (it re-attaches us); the
+ * consumer only tells it when it is freed. */
+void consumer_attach_client(struct sv2shm_consumer *k, struct sv2shm_client *c);
 
 /* --- client.c, for producer.c and consumer.c ------------------------------ */
 

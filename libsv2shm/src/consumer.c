@@ -59,10 +59,8 @@ struct sv2shm_consumer {
 	bool futex_sleep;
 	bool futex_armed, poll_armed;
 	struct io_uring wring;
-	/* Made by sv2shm_client_subscribe(): the client, the pool's name, our id. */
+	/* Made by sv2shm_client_subscribe(): the client that keeps its record. */
 	struct sv2shm_client *client;
-	char pool_name[SV2SHM_NAME_MAX + 1];
-	int broker_id;
 	struct notifier notifier;
 };
 
@@ -590,19 +588,7 @@ SV2SHM_API int sv2shm_consumer_free(struct sv2shm_consumer *c)
 
 /* --- the broker client's side (client_priv.h) -------------------------------- */
 
-void consumer_attach_client(struct sv2shm_consumer *k, struct sv2shm_client *c, const char *name, int id)
+void consumer_attach_client(struct sv2shm_consumer *k, struct sv2shm_client *c)
 {
 	k->client = c;
-	snprintf(k->pool_name, sizeof(k->pool_name), "%s", name);
-	k->broker_id = id;
-}
-
-const char *consumer_pool_name(const struct sv2shm_consumer *k)
-{
-	return k->pool_name;
-}
-
-int consumer_broker_id(const struct sv2shm_consumer *k)
-{
-	return k->broker_id;
 }

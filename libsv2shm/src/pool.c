@@ -311,7 +311,7 @@ static bool ends_free(const struct sv2shm_pool *p)
 {
 	for (int i = 0; i < 2; i++) {
 		const struct pool_run *r = &p->run[i];
-		if (r->len && (pool_slot_free(p, run_first(r)) || pool_slot_free(p, run_last(r))))
+		if (r->len && (pool_slot_free(p, run_first(r)) || (r->len > 1 && pool_slot_free(p, run_last(r)))))
 			return true;
 	}
 	return false;

@@ -16,30 +16,153 @@ void slice_empty(struct sv2shm_slice *out)
 	out->_kind = SV2SHM_SLICE_EMPTY;
 }
 
-void slice_from_system(struct sv2shm_slice *out, uint8_t *block, size_t start, size_t len)
+/* --- system-memory blocks ---------------------------------------------------- */
+
+/* The header in front of a block's bytes: keeps them 16-byte aligned. */
+#define SYS_HDR 16u
+
+static _Atomic uint32_t *sys_refs(uint8_t *block)
 {
-	memset(out, 0, sizeof(*out));
-	out->data = block + start;
-	out->len = len - start;
-	out->_owner = block;
-	out->_kind = SV2SHM_SLICE_SYSTEM;
+	return (_Atomic uint32_t *)(void *)(block - SYS_HDR);
 }
 
-/* Geometric growth: at least `need`, at least double, at least 64 bytes, so a
- * slice written in many small get_writable() calls costs O(log n) reallocs. */
-int heap_grow(uint8_t **block, size_t *cap, size_t need)
+/* A fresh block of at least `need` bytes (geometric from `old_cap`),
+ * one reference. */
+static uint8_t *sys_alloc(size_t old_cap, size_t need, size_t *cap)
 {
-	size_t ncap = *cap > SIZE_MAX / 2 ? SIZE_MAX : *cap * 2;
+	size_t ncap = old_cap > SIZE_MAX / 2 ? SIZE_MAX : old_cap * 2;
 	if (ncap < need)
 		ncap = need;
 	if (ncap < 64)
 		ncap = 64;
-	uint8_t *nb = realloc(*block, ncap);
+	if (ncap > SIZE_MAX - SYS_HDR)
+		return NULL;
+	uint8_t *raw = malloc(ncap + SYS_HDR);
+	if (!raw)
+		return NULL;
+	atomic_init((_Atomic uint32_t *)(void *)raw, 1u);
+	*cap = ncap;
+	return raw + SYS_HDR;
+}
+
+static void sys_put(uint8_t *block)
+{
+	if (block && atomic_fetch_sub_explicit(sys_refs(block), 1u, memory_order_acq_rel) == 1u)
+		free(block - SYS_HDR);
+}
+
+static void slice_from_block(struct sv2shm_slice *out, uint8_t *block, uint8_t *data, size_t len)
+{
+	memset(out, 0, sizeof(*out));
+	out->data = data;
+	out->len = len;
+	out->_owner = block;
+	out->_kind = SV2SHM_SLICE_SYSTEM;
+}
+
+void *sys_area_grow(struct sv2shm_buffer *b, struct sys_area *a, size_t len)
+{
+	size_t need;
+	if (__builtin_add_overflow(b->_len, len, &need)) {
+		b->_error = -EOVERFLOW;
+		return NULL;
+	}
+	bool shared = a->block && atomic_load_explicit(sys_refs(a->block), memory_order_acquire) != 1u;
+	if (!a->block || shared) {
+		/* Slices still use the block: the written bytes move to a new one. */
+		size_t cap;
+		uint8_t *nb = sys_alloc(a->cap, need, &cap);
+		if (!nb) {
+			b->_error = -ENOMEM;
+			return NULL;
+		}
+		if (b->_len)
+			memcpy(nb, b->_base, b->_len);
+		sys_put(a->block);
+		a->block = nb;
+		a->cap = cap;
+	} else {
+		/* Ours alone: bytes left after earlier splits go to the front,
+		 * then the block grows in place. */
+		if (b->_base != a->block && b->_len)
+			memmove(a->block, b->_base, b->_len);
+		if (need > a->cap) {
+			size_t ncap = a->cap > SIZE_MAX / 2 ? SIZE_MAX : a->cap * 2;
+			if (ncap < need)
+				ncap = need;
+			if (ncap > SIZE_MAX - SYS_HDR) {
+				b->_error = -ENOMEM;
+				return NULL;
+			}
+			uint8_t *raw = realloc(a->block - SYS_HDR, ncap + SYS_HDR);
+			if (!raw) {
+				b->_base = a->block; /* the bytes were moved to the front */
+				b->_room = a->cap;
+				b->_error = -ENOMEM;
+				return NULL;
+			}
+			a->block = raw + SYS_HDR;
+			a->cap = ncap;
+		}
+	}
+	b->_base = a->block;
+	b->_room = a->cap;
+	uint8_t *w = b->_base + b->_len;
+	b->_len = need;
+	return w;
+}
+
+int sys_area_start(struct sv2shm_buffer *b, struct sys_area *a, const uint8_t *src, size_t n, size_t need)
+{
+	size_t cap;
+	uint8_t *nb = sys_alloc(0, need, &cap);
 	if (!nb)
 		return -ENOMEM;
-	*block = nb;
-	*cap = ncap;
+	if (n)
+		memcpy(nb, src, n);
+	sys_put(a->block);
+	a->block = nb;
+	a->cap = cap;
+	b->_base = nb;
+	b->_room = cap;
 	return 0;
+}
+
+void sys_area_take(struct sv2shm_buffer *b, struct sys_area *a, struct sv2shm_slice *out)
+{
+	slice_from_block(out, a->block, b->_base + b->_start, b->_len - b->_start);
+	a->block = NULL;
+	a->cap = 0;
+	buffer_clear(b);
+}
+
+void sys_area_split(struct sv2shm_buffer *b, struct sys_area *a, size_t n, struct sv2shm_slice *out)
+{
+	atomic_fetch_add_explicit(sys_refs(a->block), 1u, memory_order_relaxed);
+	slice_from_block(out, a->block, b->_base + b->_start, n);
+	size_t used = b->_start + n;
+	b->_base += used;
+	b->_room -= used;
+	b->_len -= used;
+	b->_start = 0;
+}
+
+int slice_copy_to_system(struct sv2shm_slice *out, const uint8_t *src, size_t n)
+{
+	size_t cap;
+	uint8_t *nb = sys_alloc(0, n, &cap);
+	if (!nb)
+		return -ENOMEM;
+	memcpy(nb, src, n);
+	slice_from_block(out, nb, nb, n);
+	return 0;
+}
+
+void sys_area_drop(struct sys_area *a)
+{
+	sys_put(a->block);
+	a->block = NULL;
+	a->cap = 0;
 }
 
 SV2SHM_API int sv2shm_buffer_get_data_owned(struct sv2shm_buffer *b, struct sv2shm_slice *out)
@@ -47,6 +170,21 @@ SV2SHM_API int sv2shm_buffer_get_data_owned(struct sv2shm_buffer *b, struct sv2s
 	if (!b || !out)
 		return -EINVAL;
 	return b->_ops->get_data_owned(b, out);
+}
+
+SV2SHM_API int sv2shm_buffer_split_owned(struct sv2shm_buffer *b, size_t n, struct sv2shm_slice *out)
+{
+	if (!b || !out)
+		return -EINVAL;
+	size_t avail = b->_len - b->_start;
+	if (n == 0 || n > avail)
+		return b->_error = -EINVAL;
+	if (n == avail)
+		return b->_ops->get_data_owned(b, out);
+	int r = b->_ops->split_owned(b, n, out);
+	if (r < 0)
+		b->_error = r;
+	return r;
 }
 
 SV2SHM_API uint8_t *sv2shm_buffer_get_data_by_ref(struct sv2shm_buffer *b, size_t len, size_t *out_len)
@@ -117,7 +255,9 @@ SV2SHM_API int sv2shm_slice_release(struct sv2shm_slice *s)
 	case SV2SHM_SLICE_EMPTY:
 		break;
 	case SV2SHM_SLICE_SYSTEM:
-		free(s->_owner);
+		if (!s->_owner)
+			return -EINVAL;
+		sys_put(s->_owner);
 		break;
 	case SV2SHM_SLICE_POOL: {
 		if (!s->_owner)

@@ -4,8 +4,15 @@
  * msg_length u24 LE), then msg_length payload bytes read straight into the
  * buffer's writable area, then the whole frame out with get_data_owned().
  *
- * The header is staged in the decoder until all 6 bytes are in, so a stream
- * that ends between frames leaves nothing half-written in the buffer.
+ * feed() stages the header in the decoder until all 6 bytes are in, so a
+ * stream that ends between frames leaves nothing half-written in the buffer.
+ *
+ * read_fd() reads in bulk instead: as much as the fd has (up to the room the
+ * buffer gives, at most READ_MAX) straight into the buffer, then hands out
+ * every complete frame in it with split_owned() — no copy, one read() for
+ * many small frames — and leaves a partial frame at the end in place for the
+ * next read. While it has bytes pending ("bulk"), the buffer's written bytes
+ * are the raw stream; feed() turns them back into its own state first.
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -26,7 +33,12 @@ struct sv2shm_frame_decoder {
 	uint8_t *payload;       /* ST_PAYLOAD: the writable area */
 	size_t payload_filled;
 	uint32_t msg_length;
+	bool bulk;              /* the buffer's written bytes are unparsed stream bytes */
+	struct sv2shm_frame_decoder_stats stats;
 };
+
+/* The most read_fd() asks one read() for. */
+#define READ_MAX ((size_t)256 * 1024)
 
 SV2SHM_API int sv2shm_frame_decoder_new(struct sv2shm_buffer *buf, uint32_t max_payload,
 					struct sv2shm_frame_decoder **out)
@@ -55,7 +67,17 @@ SV2SHM_API void sv2shm_frame_decoder_free(struct sv2shm_frame_decoder *d)
 
 SV2SHM_API bool sv2shm_frame_decoder_in_frame(const struct sv2shm_frame_decoder *d)
 {
-	return d && (d->state == ST_PAYLOAD || (d->state == ST_HEADER && d->hdr_filled > 0));
+	return d && (d->state == ST_PAYLOAD || (d->state == ST_HEADER && d->hdr_filled > 0) ||
+		     (d->state == ST_HEADER && d->bulk && d->buf->_len > 0));
+}
+
+SV2SHM_API int sv2shm_frame_decoder_stats(const struct sv2shm_frame_decoder *d,
+					  struct sv2shm_frame_decoder_stats *out)
+{
+	if (!d || !out)
+		return -EINVAL;
+	*out = d->stats;
+	return 0;
 }
 
 SV2SHM_API int sv2shm_frame_header_encode(uint8_t hdr[SV2SHM_FRAME_HEADER_SIZE], uint16_t extension_type,
@@ -92,6 +114,7 @@ static int finish(struct sv2shm_frame_decoder *d, struct sv2shm_frame *out)
 	out->channel_msg = (ext & SV2SHM_FRAME_CHANNEL_BIT) != 0;
 	out->msg_type = d->hdr[2];
 	out->msg_length = d->msg_length;
+	d->stats.frames++;
 	d->state = ST_HEADER;
 	d->hdr_filled = 0;
 	d->payload = NULL;
@@ -125,6 +148,8 @@ static int header_done(struct sv2shm_frame_decoder *d)
 	return len == 0 ? 1 : 0;
 }
 
+static int leave_bulk(struct sv2shm_frame_decoder *d, struct sv2shm_frame *out);
+
 SV2SHM_API int sv2shm_frame_decoder_feed(struct sv2shm_frame_decoder *d, const void *data, size_t len,
 					 size_t *consumed, struct sv2shm_frame *out)
 {
@@ -133,6 +158,11 @@ SV2SHM_API int sv2shm_frame_decoder_feed(struct sv2shm_frame_decoder *d, const v
 	*consumed = 0;
 	if (d->state == ST_ERROR)
 		return d->error;
+	if (d->bulk) {
+		int r = leave_bulk(d, out);
+		if (r != 0)
+			return r; /* a frame read_fd() had read already, or an error */
+	}
 	const uint8_t *src = data;
 	size_t used = 0;
 	if (len == 0 && !(d->state == ST_HEADER && d->hdr_filled == SV2SHM_FRAME_HEADER_SIZE))
@@ -169,31 +199,162 @@ SV2SHM_API int sv2shm_frame_decoder_feed(struct sv2shm_frame_decoder *d, const v
 	}
 }
 
+/* The length of the frame starting at `p` (6 bytes there), or fail. */
+static int frame_total(struct sv2shm_frame_decoder *d, const uint8_t *p, size_t *total)
+{
+	uint32_t len = (uint32_t)p[3] | ((uint32_t)p[4] << 8) | ((uint32_t)p[5] << 16);
+	if (len > d->max_payload)
+		return fail(d, -EMSGSIZE);
+	*total = SV2SHM_FRAME_HEADER_SIZE + (size_t)len;
+	return 0;
+}
+
+/* Bulk: hand out the first frame of the pending bytes if it is complete
+ * (1), else say how many bytes it needs in all (0), or a negative errno
+ * (malformed: permanent; no slot for it: retryable, nothing changes). */
+static int bulk_next(struct sv2shm_frame_decoder *d, struct sv2shm_frame *out, size_t *need)
+{
+	struct sv2shm_buffer *b = d->buf;
+	size_t have = b->_len;
+	*need = SV2SHM_FRAME_HEADER_SIZE;
+	if (have < SV2SHM_FRAME_HEADER_SIZE)
+		return 0;
+	int r = frame_total(d, b->_base, need);
+	if (r < 0)
+		return r;
+	if (have < *need)
+		return 0;
+	const uint8_t *h = b->_base;
+	uint16_t ext = (uint16_t)(h[0] | (h[1] << 8));
+	uint8_t type = h[2];
+	uint32_t len = (uint32_t)(*need - SV2SHM_FRAME_HEADER_SIZE);
+	r = sv2shm_buffer_split_owned(b, *need, &out->slice);
+	if (r < 0)
+		return r;
+	out->extension_type = ext;
+	out->channel_msg = (ext & SV2SHM_FRAME_CHANNEL_BIT) != 0;
+	out->msg_type = type;
+	out->msg_length = len;
+	d->stats.frames++;
+	if (b->_len == 0)
+		d->bulk = false;
+	return 1;
+}
+
+/* Into bulk mode: what feed() staged goes to the buffer as stream bytes. */
+static int enter_bulk(struct sv2shm_frame_decoder *d)
+{
+	struct sv2shm_buffer *b = d->buf;
+	if (d->bulk)
+		return 0;
+	if (d->state == ST_PAYLOAD) {
+		/* The header and payload_filled bytes are in the buffer already. */
+		b->_len = SV2SHM_FRAME_HEADER_SIZE + d->payload_filled;
+	} else if (d->hdr_filled) {
+		uint8_t *w = sv2shm_buffer_get_writable(b, d->hdr_filled);
+		if (!w) {
+			int e = sv2shm_buffer_last_error(b);
+			return e == -EMSGSIZE ? -ENOBUFS : e;
+		}
+		memcpy(w, d->hdr, d->hdr_filled);
+	}
+	d->state = ST_HEADER;
+	d->hdr_filled = 0;
+	d->payload = NULL;
+	d->payload_filled = 0;
+	d->bulk = true;
+	return 0;
+}
+
+/* Out of bulk mode, for feed(): a complete pending frame is handed out (1);
+ * otherwise the pending bytes become feed()'s staged header or its partial
+ * payload (0), or a negative errno (retryable: nothing changes). */
+static int leave_bulk(struct sv2shm_frame_decoder *d, struct sv2shm_frame *out)
+{
+	struct sv2shm_buffer *b = d->buf;
+	size_t need;
+	int r = bulk_next(d, out, &need);
+	if (r != 0 || !d->bulk)
+		return r;
+	size_t have = b->_len;
+	if (have < SV2SHM_FRAME_HEADER_SIZE) {
+		memcpy(d->hdr, b->_base, have);
+		d->hdr_filled = have;
+		b->_len = 0;
+		d->bulk = false;
+		return 0;
+	}
+	/* Room for the whole frame: the pending bytes may move. */
+	if (!sv2shm_buffer_get_writable(b, need - have)) {
+		int e = sv2shm_buffer_last_error(b);
+		return e == -EMSGSIZE ? -ENOBUFS : e;
+	}
+	memcpy(d->hdr, b->_base, SV2SHM_FRAME_HEADER_SIZE);
+	d->hdr_filled = SV2SHM_FRAME_HEADER_SIZE;
+	d->msg_length = (uint32_t)(need - SV2SHM_FRAME_HEADER_SIZE);
+	d->payload = b->_base + SV2SHM_FRAME_HEADER_SIZE;
+	d->payload_filled = have - SV2SHM_FRAME_HEADER_SIZE;
+	d->state = ST_PAYLOAD;
+	d->bulk = false;
+	return 0;
+}
+
+/* No room in the buffer and nothing pending: read the next header into the
+ * decoder (at most 6 bytes, as feed() stages it), so that the end of the
+ * stream is still seen and a header is kept for when room comes. Returns
+ * `err` (the buffer's retryable error) once a header byte is in, 0 for no
+ * data on a non-blocking fd, -ENODATA at the end, or -errno. */
+static int read_header(struct sv2shm_frame_decoder *d, int fd, int err)
+{
+	d->bulk = false;
+	for (;;) {
+		ssize_t n = read(fd, d->hdr, SV2SHM_FRAME_HEADER_SIZE);
+		d->stats.reads++;
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			return errno == EAGAIN || errno == EWOULDBLOCK ? 0 : -errno;
+		}
+		if (n == 0)
+			return -ENODATA;
+		d->stats.bytes += (uint64_t)n;
+		d->hdr_filled = (size_t)n;
+		return err;
+	}
+}
+
 SV2SHM_API int sv2shm_frame_decoder_read_fd(struct sv2shm_frame_decoder *d, int fd, struct sv2shm_frame *out)
 {
 	if (!d || !out || fd < 0)
 		return -EINVAL;
 	if (d->state == ST_ERROR)
 		return d->error;
+	int r = enter_bulk(d);
+	if (r < 0)
+		return r;
+	struct sv2shm_buffer *b = d->buf;
 	for (;;) {
-		uint8_t *dst;
-		size_t want;
-		if (d->state == ST_HEADER && d->hdr_filled == SV2SHM_FRAME_HEADER_SIZE) {
-			/* A header whose room was refused earlier (-EAGAIN): retry. */
-			int r = header_done(d);
-			if (r < 0)
-				return r;
-			if (r == 1)
-				return finish(d, out);
+		size_t need;
+		r = bulk_next(d, out, &need);
+		if (r != 0)
+			return r;
+		size_t have = b->_len;
+		if (b->_room - have < need - have) {
+			/* Room for the rest of this frame at least (a pool may move
+			 * the pending bytes, or wait, or fail: retryable). */
+			if (!sv2shm_buffer_get_writable(b, need - have)) {
+				int e = sv2shm_buffer_last_error(b);
+				if (have == 0 && e != -EMSGSIZE)
+					return read_header(d, fd, e);
+				return e == -EMSGSIZE ? -ENOBUFS : e;
+			}
+			b->_len = have;
 		}
-		if (d->state == ST_HEADER) {
-			dst = d->hdr + d->hdr_filled;
-			want = SV2SHM_FRAME_HEADER_SIZE - d->hdr_filled;
-		} else {
-			dst = d->payload + d->payload_filled;
-			want = d->msg_length - d->payload_filled;
-		}
-		ssize_t n = read(fd, dst, want);
+		size_t want = b->_room - have;
+		if (want > READ_MAX)
+			want = need - have > READ_MAX ? need - have : READ_MAX;
+		ssize_t n = read(fd, b->_base + have, want);
+		d->stats.reads++;
 		if (n < 0) {
 			if (errno == EINTR)
 				continue;
@@ -202,13 +363,9 @@ SV2SHM_API int sv2shm_frame_decoder_read_fd(struct sv2shm_frame_decoder *d, int 
 			return -errno;
 		}
 		if (n == 0)
-			return sv2shm_frame_decoder_in_frame(d) ? fail(d, -EPROTO) : -ENODATA;
-		if (d->state == ST_HEADER) {
-			d->hdr_filled += (size_t)n;
-			continue; /* complete headers are handled at the top */
-		}
-		d->payload_filled += (size_t)n;
-		if (d->payload_filled == d->msg_length)
-			return finish(d, out);
+			return have ? fail(d, -EPROTO) : -ENODATA;
+		d->stats.bytes += (uint64_t)n;
+		b->_len = have + (size_t)n;
+		d->bulk = true;
 	}
 }

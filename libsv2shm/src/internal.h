@@ -23,16 +23,42 @@ static inline void buffer_clear(struct sv2shm_buffer *b)
 	b->_start = 0;
 }
 
-/* Fill *out as a slice of system memory `block`, bytes [start, len). */
-void slice_from_system(struct sv2shm_slice *out, uint8_t *block, size_t start, size_t len);
 /* Fill *out as an EMPTY slice. */
 void slice_empty(struct sv2shm_slice *out);
 
 /* pool.c: release of a POOL slice; the dispatcher in buffer.c calls it. */
 int pool_release_slice(struct sv2shm_pool *p, unsigned slot, uint32_t gen);
 
-/* Grow a heap block to hold at least `need` bytes (geometric), keeping `keep`. */
-int heap_grow(uint8_t **block, size_t *cap, size_t need);
+/*
+ * System memory behind a buffer (the system-memory buffer, and a pool's
+ * alloc mode): one heap block with a reference count in front of its bytes.
+ * The buffer holds one reference while it writes into the block; every
+ * slice handed out from it holds one more, so split_owned() can give away
+ * the first bytes and keep writing after them without a copy. The block is
+ * freed with its last reference (the buffer's, or a slice's release).
+ * b->_base points into the block; b->_room counts from b->_base.
+ */
+struct sys_area {
+	uint8_t *block; /* first byte after the header, or NULL */
+	size_t cap;     /* bytes after the header */
+};
+/* The slow path of get_writable on an area: room for b->_len + len bytes.
+ * Returns the writable pointer for the len new bytes, or NULL with
+ * b->_error set (-EOVERFLOW, -ENOMEM). */
+void *sys_area_grow(struct sv2shm_buffer *b, struct sys_area *a, size_t len);
+/* Start an area holding a copy of `n` bytes of `src` and room for `need`
+ * in all; the buffer's cursor is moved to it. Returns 0 or -ENOMEM. */
+int sys_area_start(struct sv2shm_buffer *b, struct sys_area *a, const uint8_t *src, size_t n, size_t need);
+/* get_data_owned: hand the written bytes out (the area's reference goes to
+ * the slice) and clear the buffer. */
+void sys_area_take(struct sv2shm_buffer *b, struct sys_area *a, struct sv2shm_slice *out);
+/* split_owned: the first n bytes after b->_start out as a slice sharing the
+ * block; the rest stays as the buffer's current bytes. */
+void sys_area_split(struct sv2shm_buffer *b, struct sys_area *a, size_t n, struct sv2shm_slice *out);
+/* A slice of system memory holding a copy of n bytes (its own block). */
+int slice_copy_to_system(struct sv2shm_slice *out, const uint8_t *src, size_t n);
+/* Drop the area's reference. */
+void sys_area_drop(struct sys_area *a);
 
 /* CLOCK_MONOTONIC in nanoseconds. */
 static inline uint64_t mono_ns(void)

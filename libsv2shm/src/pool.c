@@ -226,26 +226,18 @@ static bool run_fits(const struct sv2shm_pool *p, int which, uint64_t need, uint
 static void *to_system(struct sv2shm_pool *p, size_t need, size_t len)
 {
 	struct sv2shm_buffer *b = &p->buf;
-	uint8_t *block = NULL;
-	size_t cap = 0;
-	int r = heap_grow(&block, &cap, need);
+	size_t have = b->_len;
+	int r = sys_area_start(b, &p->sys, b->_base, have, need);
 	if (r < 0) {
 		b->_error = r;
 		return NULL;
 	}
-	if (b->_len)
-		memcpy(block, b->_base, b->_len);
-	if (p->cur == CUR_POOL)
+	if (p->cur == CUR_POOL && p->cur_slot != NO_SLOT)
 		p->owned &= ~BIT(p->cur_slot);
-	free(p->block);
-	p->block = block;
-	p->block_cap = cap;
 	p->cur = CUR_SYSTEM;
 	set_mode(p, SV2SHM_MODE_ALLOC);
-	b->_base = block;
-	b->_room = cap;
-	uint8_t *w = block + b->_len;
-	b->_len += len;
+	uint8_t *w = b->_base + have;
+	b->_len = have + len;
 	return w;
 }
 
@@ -260,7 +252,7 @@ static void *place(struct sv2shm_pool *p, size_t need)
 	struct sv2shm_buffer *b = &p->buf;
 	unsigned slot;
 	if (p->cur == CUR_POOL) {
-		slot = p->cur_slot;
+		slot = p->cur_slot; /* NO_SLOT after a split: taken at the claim */
 	} else {
 		/* Lowest slot not referenced by a run: a slot leaves its run only
 		 * once it is free, so every such slot is free. */
@@ -289,7 +281,8 @@ static void *place(struct sv2shm_pool *p, size_t need)
 		p->cur_slot = slot;
 		p->cur_run = order[i];
 		p->cur_off = off;
-		p->owned |= BIT(slot);
+		if (slot != NO_SLOT)
+			p->owned |= BIT(slot);
 		set_mode(p, order[i] == RUN_BACK ? SV2SHM_MODE_BACK : SV2SHM_MODE_FRONT);
 		b->_base = dst;
 		b->_room = (size_t)(limit - off);
@@ -380,18 +373,8 @@ static void *pool_get_writable_slow(struct sv2shm_buffer *b, size_t len)
 		b->_error = -EOVERFLOW;
 		return NULL;
 	}
-	if (p->cur == CUR_SYSTEM) {
-		int r = heap_grow(&p->block, &p->block_cap, need);
-		if (r < 0) {
-			b->_error = r;
-			return NULL;
-		}
-		b->_base = p->block;
-		b->_room = p->block_cap;
-		uint8_t *w = b->_base + b->_len;
-		b->_len = need;
-		return w;
-	}
+	if (p->cur == CUR_SYSTEM)
+		return sys_area_grow(b, &p->sys, len);
 
 	int64_t deadline = -2; /* not computed yet */
 	for (;;) {
@@ -425,41 +408,65 @@ static void *pool_get_writable_slow(struct sv2shm_buffer *b, size_t len)
 	}
 }
 
-/* Claim the slot of the slice just written and hand it out. */
-static int pool_get_data_owned(struct sv2shm_buffer *b, struct sv2shm_slice *out)
+/* A slice handed out from system memory (alloc mode, or no slot free under
+ * SV2SHM_POOL_FALLBACK): counted like the seed's from-system slices. */
+static void count_system(struct sv2shm_pool *p, const struct sv2shm_slice *out)
 {
-	struct sv2shm_pool *p = container_of(b, struct sv2shm_pool, buf);
-	if (b->_len == b->_start) {
-		/* Nothing (left) to hand out: keep the place and the room. */
-		slice_empty(out);
-		b->_len = 0;
-		b->_start = 0;
-		return 0;
-	}
-	if (p->cur == CUR_SYSTEM) {
-		slice_from_system(out, p->block, b->_start, b->_len);
-		TRACE(p, SV2SHM_TRACE_SYSTEM, -1, 0, b->_len);
-		p->block = NULL;
-		p->block_cap = 0;
-		p->cur = CUR_NONE;
-		p->stats.from_system++;
-		ctr_set(CTR(p, fallbacks), p->stats.from_system);
-		if (!p->owner)
-			pool_count_published(p, out->len);
-		buffer_clear(b);
-		return 0;
-	}
+	TRACE(p, SV2SHM_TRACE_SYSTEM, -1, 0, out->len);
+	p->stats.from_system++;
+	ctr_set(CTR(p, fallbacks), p->stats.from_system);
+	if (!p->owner)
+		pool_count_published(p, out->len);
+}
 
-	/* CUR_POOL: b->_len > 0 implies a place was chosen. */
-	unsigned s = p->cur_slot;
-	uint64_t off = p->cur_off, len = b->_len;
+/*
+ * A slot for the slice being written when it has none (the rest left by a
+ * split_owned()): the lowest free one, after a tidy if none is, else as the
+ * policy says — -EAGAIN (FAIL), a wait up to the timeout (WAIT), or
+ * -ENOSPC (FALLBACK: the caller copies the bytes to system memory). The
+ * slice's bytes stay where they are meanwhile.
+ */
+static int take_slot(struct sv2shm_pool *p)
+{
+	int64_t deadline = -2; /* not computed yet */
+	for (bool tidied = false;; tidied = true) {
+		uint64_t free_slots = p->all & ~p->owned;
+		if (free_slots) {
+			p->cur_slot = (unsigned)__builtin_ctzll(free_slots);
+			p->owned |= BIT(p->cur_slot);
+			return 0;
+		}
+		if (!tidied) {
+			tidy(p);
+			continue;
+		}
+		if (p->policy == SV2SHM_POOL_FALLBACK)
+			return -ENOSPC;
+		if (p->policy == SV2SHM_POOL_FAIL)
+			return -EAGAIN;
+		if (deadline == -2)
+			deadline = p->wait_timeout_ms < 0 ? -1 : now_us() + (int64_t)p->wait_timeout_ms * 1000;
+		if (deadline >= 0 && now_us() >= deadline)
+			return -ETIMEDOUT;
+		int r = wait_for_release(p, deadline);
+		if (r < 0 && r != -EINTR)
+			return r;
+		tidy(p);
+	}
+}
+
+/* Claim slot s for the region bytes [off, off + span) (the first `skip` of
+ * them are not handed out: danger_set_start) and fill *out. */
+static void claim(struct sv2shm_pool *p, unsigned s, uint64_t off, uint64_t span, uint64_t skip,
+		  struct sv2shm_slice *out)
+{
 	uint32_t gen = ++p->gen[s];
 	if (gen == 0) /* 0 means "not held" in the private records */
 		gen = ++p->gen[s];
 	struct sv2shm_ctl_slot *cs = &p->ctl->slots[s];
 	p->off[s] = off;
-	p->data_off[s] = off + b->_start;
-	p->data_len[s] = len - b->_start;
+	p->data_off[s] = off + skip;
+	p->data_len[s] = span - skip;
 	p->claims++;
 	p->claim_no[s] = p->claims;
 	cs->offset = p->data_off[s];
@@ -474,30 +481,95 @@ static int pool_get_data_owned(struct sv2shm_buffer *b, struct sv2shm_slice *out
 	}
 	atomic_store_explicit(&cs->state, SV2SHM_STATE(gen, 1u), memory_order_release);
 	p->mask_view |= BIT(s);
-	p->claim_len[s] = len;
-	ctr_in_use(p, (int64_t)len);
+	p->claim_len[s] = span;
+	ctr_in_use(p, (int64_t)span);
 	if (!p->owner)
-		pool_count_published(p, len - b->_start);
+		pool_count_published(p, span - skip);
 	atomic_store_explicit(&p->ctl->mask, p->mask_view, memory_order_release);
 
 	if (p->cur_run == RUN_BACK)
-		p->back_end = off + len;
+		p->back_end = off + span;
 	else
-		p->front_end = off + len;
+		p->front_end = off + span;
 	run_push(&p->run[p->cur_run], s);
 	p->stats.from_pool++;
-	TRACE(p, SV2SHM_TRACE_CLAIM, (int)s, off, len);
+	TRACE(p, SV2SHM_TRACE_CLAIM, (int)s, off, span);
 
 	memset(out, 0, sizeof(*out));
-	out->data = p->data + off + b->_start;
-	out->len = len - b->_start;
+	out->data = p->data + off + skip;
+	out->len = span - skip;
 	out->_owner = p;
 	out->_gen = gen;
 	out->_slot = (uint16_t)s;
 	out->_kind = SV2SHM_SLICE_POOL;
+}
 
+/* Claim the slot of the slice just written and hand it out. */
+static int pool_get_data_owned(struct sv2shm_buffer *b, struct sv2shm_slice *out)
+{
+	struct sv2shm_pool *p = container_of(b, struct sv2shm_pool, buf);
+	if (b->_len == b->_start) {
+		/* Nothing (left) to hand out: keep the place and the room. */
+		slice_empty(out);
+		b->_len = 0;
+		b->_start = 0;
+		return 0;
+	}
+	if (p->cur == CUR_SYSTEM) {
+		sys_area_take(b, &p->sys, out);
+		p->cur = CUR_NONE;
+		count_system(p, out);
+		return 0;
+	}
+	/* CUR_POOL: b->_len > 0 implies a place was chosen. */
+	if (p->cur_slot == NO_SLOT) {
+		int r = take_slot(p);
+		if (r == -ENOSPC) { /* FALLBACK with every slot live: a copy */
+			r = slice_copy_to_system(out, b->_base + b->_start, b->_len - b->_start);
+			if (r < 0)
+				return r;
+			count_system(p, out);
+			p->cur = CUR_NONE;
+			buffer_clear(b);
+			return 0;
+		}
+		if (r < 0)
+			return r;
+	}
+	claim(p, p->cur_slot, p->cur_off, b->_len, b->_start, out);
 	p->cur = CUR_NONE;
 	buffer_clear(b);
+	return 0;
+}
+
+/* Hand out the first n bytes after _start; the rest stays in place as the
+ * slice being written, without a slot until it is claimed. */
+static int pool_split_owned(struct sv2shm_buffer *b, size_t n, struct sv2shm_slice *out)
+{
+	struct sv2shm_pool *p = container_of(b, struct sv2shm_pool, buf);
+	size_t used = b->_start + n;
+	if (p->cur == CUR_SYSTEM) {
+		sys_area_split(b, &p->sys, n, out);
+		count_system(p, out);
+		return 0;
+	}
+	int r = p->cur_slot == NO_SLOT ? take_slot(p) : 0;
+	if (r == -ENOSPC) { /* FALLBACK with every slot live: the piece is copied */
+		r = slice_copy_to_system(out, b->_base + b->_start, n);
+		if (r < 0)
+			return r;
+		count_system(p, out);
+	} else if (r < 0) {
+		return r;
+	} else {
+		claim(p, p->cur_slot, p->cur_off, used, b->_start, out);
+		p->cur_slot = NO_SLOT;
+	}
+	p->cur_off += used;
+	b->_base += used;
+	b->_room -= used;
+	b->_len -= used;
+	b->_start = 0;
 	return 0;
 }
 
@@ -555,6 +627,7 @@ static const struct sv2shm_buffer_ops pool_ops = {
 	.get_writable_slow = pool_get_writable_slow,
 	.get_data_owned = pool_get_data_owned,
 	.is_droppable = pool_is_droppable,
+	.split_owned = pool_split_owned,
 };
 
 /* --- construction --------------------------------------------------------- */
@@ -623,8 +696,7 @@ void pool_init(struct sv2shm_pool *p, struct sv2shm_ctl *ctl, uint8_t *data, uin
  * slice being written. */
 void pool_fini(struct sv2shm_pool *p)
 {
-	free(p->block);
-	p->block = NULL;
+	sys_area_drop(&p->sys);
 }
 
 SV2SHM_API int sv2shm_pool_new(const struct sv2shm_pool_options *opts, struct sv2shm_pool **out)

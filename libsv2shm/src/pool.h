@@ -7,6 +7,7 @@
 
 enum { RUN_BACK = 0, RUN_FRONT = 1 };
 enum { CUR_NONE = 0, CUR_POOL = 1, CUR_SYSTEM = 2 };
+enum { NO_SLOT = 64 };
 
 /* A run of slices in address order: a ring of slot indices. */
 struct pool_run {
@@ -28,11 +29,10 @@ struct sv2shm_pool {
 
 	/* The slice being written. */
 	int cur;           /* CUR_* */
-	unsigned cur_slot; /* CUR_POOL: reserved slot */
+	unsigned cur_slot; /* CUR_POOL: reserved slot, or NO_SLOT (the rest after a split_owned()) */
 	int cur_run;       /* CUR_POOL: RUN_BACK or RUN_FRONT */
 	uint64_t cur_off;  /* CUR_POOL: offset in the region */
-	uint8_t *block;    /* CUR_SYSTEM: heap block */
-	size_t block_cap;
+	struct sys_area sys; /* CUR_SYSTEM: the heap block (buffer.c) */
 
 	/* The two runs (producer-private; the mask says which slots are live). */
 	struct pool_run run[2];

@@ -1,5 +1,6 @@
 /* The system-memory buffer (the seed's BufferFromSystemMemory): a growable
- * heap block; every get_data_owned() gives the block away. */
+ * heap block; get_data_owned() gives the block away, split_owned() shares it
+ * with the slice it hands out (reference-counted, buffer.c). */
 #include <errno.h>
 #include <stdlib.h>
 
@@ -7,28 +8,13 @@
 
 struct sv2shm_sysbuf {
 	struct sv2shm_buffer buf; /* first: the interface */
-	uint8_t *block;
-	size_t cap;
+	struct sys_area area;
 };
 
 static void *sysbuf_get_writable_slow(struct sv2shm_buffer *b, size_t len)
 {
 	struct sv2shm_sysbuf *sb = container_of(b, struct sv2shm_sysbuf, buf);
-	size_t need;
-	if (__builtin_add_overflow(b->_len, len, &need)) {
-		b->_error = -EOVERFLOW;
-		return NULL;
-	}
-	int r = heap_grow(&sb->block, &sb->cap, need);
-	if (r < 0) {
-		b->_error = r;
-		return NULL;
-	}
-	b->_base = sb->block;
-	b->_room = sb->cap;
-	uint8_t *p = b->_base + b->_len;
-	b->_len = need;
-	return p;
+	return sys_area_grow(b, &sb->area, len);
 }
 
 static int sysbuf_get_data_owned(struct sv2shm_buffer *b, struct sv2shm_slice *out)
@@ -39,10 +25,14 @@ static int sysbuf_get_data_owned(struct sv2shm_buffer *b, struct sv2shm_slice *o
 		b->_len = b->_start = 0;
 		return 0;
 	}
-	slice_from_system(out, sb->block, b->_start, b->_len);
-	sb->block = NULL;
-	sb->cap = 0;
-	buffer_clear(b);
+	sys_area_take(b, &sb->area, out);
+	return 0;
+}
+
+static int sysbuf_split_owned(struct sv2shm_buffer *b, size_t n, struct sv2shm_slice *out)
+{
+	struct sv2shm_sysbuf *sb = container_of(b, struct sv2shm_sysbuf, buf);
+	sys_area_split(b, &sb->area, n, out);
 	return 0;
 }
 
@@ -56,6 +46,7 @@ static const struct sv2shm_buffer_ops sysbuf_ops = {
 	.get_writable_slow = sysbuf_get_writable_slow,
 	.get_data_owned = sysbuf_get_data_owned,
 	.is_droppable = sysbuf_is_droppable,
+	.split_owned = sysbuf_split_owned,
 };
 
 SV2SHM_API int sv2shm_sysbuf_new(size_t hint, struct sv2shm_sysbuf **out)
@@ -67,13 +58,9 @@ SV2SHM_API int sv2shm_sysbuf_new(size_t hint, struct sv2shm_sysbuf **out)
 		return -ENOMEM;
 	sb->buf._ops = &sysbuf_ops;
 	buffer_clear(&sb->buf);
-	if (hint) {
-		if (heap_grow(&sb->block, &sb->cap, hint) < 0) {
-			free(sb);
-			return -ENOMEM;
-		}
-		sb->buf._base = sb->block;
-		sb->buf._room = sb->cap;
+	if (hint && sys_area_start(&sb->buf, &sb->area, NULL, 0, hint) < 0) {
+		free(sb);
+		return -ENOMEM;
 	}
 	*out = sb;
 	return 0;
@@ -83,7 +70,7 @@ SV2SHM_API void sv2shm_sysbuf_free(struct sv2shm_sysbuf *sb)
 {
 	if (!sb)
 		return;
-	free(sb->block);
+	sys_area_drop(&sb->area); /* slices split off keep the block alive */
 	free(sb);
 }
 

@@ -122,6 +122,7 @@ struct sv2shm_buffer_ops {
 	void *(*get_writable_slow)(struct sv2shm_buffer *b, size_t len);
 	int (*get_data_owned)(struct sv2shm_buffer *b, struct sv2shm_slice *out);
 	bool (*is_droppable)(const struct sv2shm_buffer *b);
+	int (*split_owned)(struct sv2shm_buffer *b, size_t n, struct sv2shm_slice *out);
 };
 
 /**
@@ -175,6 +176,28 @@ static inline void *sv2shm_buffer_get_writable(struct sv2shm_buffer *b, size_t l
  * Returns 0, or -EINVAL if b or out is NULL.
  */
 SV2SHM_EXPORT int sv2shm_buffer_get_data_owned(struct sv2shm_buffer *b, struct sv2shm_slice *out);
+
+/**
+ * split_owned(n): hand out the first n written bytes (counted from the
+ * danger_set_start() index) as a slice, and keep the rest where it is as the
+ * start of the next slice (its danger_set_start() index is 0). Nothing is
+ * copied on a pool: the piece takes a slot of its own and the rest stays in
+ * place, so a reader can fill the buffer with one read() and hand out every
+ * complete frame in it. On the system-memory buffer the piece shares the heap
+ * block with the rest (reference-counted, freed with its last slice).
+ * With n == len() - start this is get_data_owned().
+ *
+ * Returns 0, or
+ *   -EINVAL     b or out is NULL, n == 0, or n > len() - start;
+ *   -EAGAIN     a pool with no free slot for the piece (SV2SHM_POOL_FAIL);
+ *   -ETIMEDOUT  no slot freed within wait_timeout_ms (SV2SHM_POOL_WAIT);
+ *   -ENOMEM     system memory ran out (SV2SHM_POOL_FALLBACK copies the piece
+ *               to system memory when no slot is free).
+ * On failure nothing changes: every written byte is kept.
+ * After a split with bytes left, get_data_owned() on a pool may also return
+ * -EAGAIN or -ETIMEDOUT (the rest has no slot yet).
+ */
+SV2SHM_EXPORT int sv2shm_buffer_split_owned(struct sv2shm_buffer *b, size_t n, struct sv2shm_slice *out);
 
 /**
  * get_data_by_ref(len): a view of the first min(len, len()) written bytes of
@@ -458,6 +481,17 @@ SV2SHM_EXPORT int sv2shm_frame_decoder_feed(struct sv2shm_frame_decoder *d, cons
  *   feed(), or the read's own -errno.
  */
 SV2SHM_EXPORT int sv2shm_frame_decoder_read_fd(struct sv2shm_frame_decoder *d, int fd, struct sv2shm_frame *out);
+
+/** What a decoder did so far (sv2shm_frame_decoder_stats()). */
+struct sv2shm_frame_decoder_stats {
+	uint64_t reads;  /**< read() calls made by sv2shm_frame_decoder_read_fd() (EAGAIN and EOF included) */
+	uint64_t bytes;  /**< bytes they returned */
+	uint64_t frames; /**< frames handed out (by read_fd() and feed()) */
+};
+
+/** Fill *out with the decoder's counts. Returns 0, or -EINVAL for a NULL argument. */
+SV2SHM_EXPORT int sv2shm_frame_decoder_stats(const struct sv2shm_frame_decoder *d,
+					     struct sv2shm_frame_decoder_stats *out);
 
 /** True when a frame has been started but not completed. */
 SV2SHM_EXPORT bool sv2shm_frame_decoder_in_frame(const struct sv2shm_frame_decoder *d);

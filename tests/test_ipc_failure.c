@@ -654,11 +654,52 @@ static void test_consumer_removed(void **state)
 	destroy_producer(p);
 }
 
-/* A consumer writes nonsense into its ring's tail: the producer drops it. */
-static void test_consumer_bad_ring_tail(void **state)
+/* A removed consumer with slices still queued in its ring: the producer
+ * takes their slots back and reuses them at once. The consumer must not
+ * hand out those entries (their bytes are someone else's now): the ring's
+ * revoked word, set before the holds are taken back, turns them into -EPIPE. */
+static void test_removed_consumer_queue_void(void **state)
 {
 	(void)state;
 	struct sv2shm_producer *p = new_producer(SV2SHM_POOL_FAIL, 4, CAP, 0, SV2SHM_NOTIFY_DEFAULT);
+	struct mitm m;
+	struct sv2shm_consumer *c = mitm_consumer(p, &m, 1);
+	int id = 1;
+	struct sv2shm_slice a, b, x[4], s;
+	make(p, 1, 100, &a);
+	make(p, 2, 100, &b);
+	publish(p, &a, &id, 1);
+	publish(p, &b, &id, 1); /* both queued in its ring, none received */
+	assert_int_equal(atomic_load(&m.ring->revoked), 0u);
+	assert_int_equal(sv2shm_producer_remove_consumer(p, id), 2);
+	assert_int_equal(atomic_load(&m.ring->revoked), 1u);
+	/* Every slot is the producer's again, and written with new bytes. */
+	for (int k = 0; k < 4; k++)
+		make(p, 10 + (uint64_t)k, 100, &x[k]);
+	assert_int_equal(sv2shm_consumer_recv(c, &s, 0), -EPIPE);
+	assert_int_equal(sv2shm_consumer_recv(c, &s, 100), -EPIPE);
+	for (int k = 0; k < 4; k++)
+		assert_int_equal(sv2shm_slice_release(&x[k]), 0);
+	assert_int_equal(ipc_mask(p), 0);
+	free_consumer(c);
+	mitm_close(&m);
+	destroy_producer(p);
+}
+
+/* A consumer writes nonsense into its ring's tail: the producer drops it
+ * the next time it needs the tail — when the ring looks full (it does not
+ * read the consumer's line while there is room it knows of). A ring of two
+ * entries is full with one slice received and one queued. */
+static void test_consumer_bad_ring_tail(void **state)
+{
+	(void)state;
+	struct sv2shm_producer_options o;
+	memset(&o, 0, sizeof(o));
+	o.pool.capacity = CAP;
+	o.pool.slots = 4;
+	o.pool.policy = SV2SHM_POOL_FAIL;
+	o.ring_entries = 2;
+	struct sv2shm_producer *p = new_producer_opts(&o);
 	struct mitm m;
 	struct sv2shm_consumer *c = mitm_consumer(p, &m, 1);
 	int id = 1;
@@ -1201,6 +1242,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_consumer_killed_socket, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_consumer_killed_mid_release, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_consumer_removed, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_removed_consumer_queue_void, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_consumer_bad_ring_tail, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_consumer_sends_garbage, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_malformed_setup, setup, teardown),

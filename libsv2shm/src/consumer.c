@@ -45,6 +45,7 @@ struct sv2shm_consumer {
 	size_t ring_size;
 	uint32_t entries;
 	uint32_t tail; /* private copy of ring->tail */
+	uint32_t head_seen; /* ring->head when last read: entries up to it are published */
 	unsigned holder;
 	unsigned spin_us;
 	bool socket_transport; /* descriptors arrive as DESC messages */
@@ -162,6 +163,7 @@ SV2SHM_API int sv2shm_consumer_new(int sock, const struct sv2shm_consumer_option
 		goto fail;
 	c->entries = m.ring_entries;
 	c->tail = atomic_load_explicit(&c->ring->tail, memory_order_acquire);
+	c->head_seen = c->tail;
 
 	r = sv2shm_region_attach(fds[SETUP_FD_CTL], fds[SETUP_FD_DATA], 0, &c->region);
 	close(fds[SETUP_FD_CTL]);
@@ -272,7 +274,7 @@ static int recv_message(struct sv2shm_consumer *c, const struct sv2shm_desc *mar
 		return -EBADMSG;
 	uint8_t raw[SV2SHM_DESC_SIZE];
 	memcpy(raw, msg.desc, sizeof(raw));
-	r = sv2shm_region_open(c->region, raw, c->holder, out);
+	r = region_open_desc(c->region, &d, c->holder, false, out);
 	if (r < 0 && r != -EEXIST)
 		region_drop_hold(c->region, raw);
 	return r < 0 ? r : 1;
@@ -300,11 +302,21 @@ static int channel_broken(struct sv2shm_consumer *c)
  * a broken ring or a descriptor that failed validation (dropped). */
 static int try_pop(struct sv2shm_consumer *c, struct sv2shm_slice *out)
 {
-	uint32_t head = atomic_load_explicit(&c->ring->head, memory_order_acquire);
-	if (head == c->tail)
-		return 0;
-	if (head - c->tail > c->entries)
-		return channel_broken(c);
+	if (c->tail == c->head_seen) {
+		/* Out of entries seen: look at the producer's line again (only
+		 * then, so that streaming does not pull it for every entry). */
+		uint32_t head = atomic_load_explicit(&c->ring->head, memory_order_acquire);
+		if (head == c->tail)
+			return 0;
+		if (head - c->tail > c->entries)
+			return channel_broken(c);
+		c->head_seen = head;
+	}
+	if (atomic_load_explicit(&c->ring->revoked, memory_order_acquire)) {
+		/* The producer removed us: what is left in the ring is void. */
+		c->producer_gone = true;
+		return -EPIPE;
+	}
 	uint8_t raw[SV2SHM_DESC_SIZE];
 	memcpy(raw, ring_entry(c->ring, c->entries, c->tail), sizeof(raw));
 	c->tail++;
@@ -315,7 +327,7 @@ static int try_pop(struct sv2shm_consumer *c, struct sv2shm_slice *out)
 		return -EBADMSG;
 	if (d.kind == SV2SHM_DESC_OVERFLOW)
 		return recv_overflow(c, &d, out);
-	r = sv2shm_region_open(c->region, raw, c->holder, out);
+	r = region_open_desc(c->region, &d, c->holder, true, out);
 	if (r < 0 && r != -EEXIST)
 		region_drop_hold(c->region, raw);
 	return r < 0 ? r : 1;

@@ -1,41 +1,53 @@
 /* Slice descriptors: 32 little-endian bytes, see ipc.h for the layout. */
 #include <errno.h>
+#include <string.h>
 
 #include "internal.h"
 #include "sv2shm/ipc.h"
 
-static void put16(uint8_t *p, uint16_t v)
+/* Little-endian fields through memcpy: one load or store each. */
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
+#define LE16(v) __builtin_bswap16(v)
+#define LE32(v) __builtin_bswap32(v)
+#define LE64(v) __builtin_bswap64(v)
+#else
+#define LE16(v) (v)
+#define LE32(v) (v)
+#define LE64(v) (v)
+#endif
+
+static inline void put16(uint8_t *p, uint16_t v)
 {
-	p[0] = (uint8_t)v;
-	p[1] = (uint8_t)(v >> 8);
+	v = LE16(v);
+	memcpy(p, &v, sizeof(v));
 }
-static void put32(uint8_t *p, uint32_t v)
+static inline void put32(uint8_t *p, uint32_t v)
 {
-	for (int i = 0; i < 4; i++)
-		p[i] = (uint8_t)(v >> (8 * i));
+	v = LE32(v);
+	memcpy(p, &v, sizeof(v));
 }
-static void put64(uint8_t *p, uint64_t v)
+static inline void put64(uint8_t *p, uint64_t v)
 {
-	for (int i = 0; i < 8; i++)
-		p[i] = (uint8_t)(v >> (8 * i));
+	v = LE64(v);
+	memcpy(p, &v, sizeof(v));
 }
-static uint16_t get16(const uint8_t *p)
+static inline uint16_t get16(const uint8_t *p)
 {
-	return (uint16_t)(p[0] | (p[1] << 8));
+	uint16_t v;
+	memcpy(&v, p, sizeof(v));
+	return LE16(v);
 }
-static uint32_t get32(const uint8_t *p)
+static inline uint32_t get32(const uint8_t *p)
 {
-	uint32_t v = 0;
-	for (int i = 3; i >= 0; i--)
-		v = (v << 8) | p[i];
-	return v;
+	uint32_t v;
+	memcpy(&v, p, sizeof(v));
+	return LE32(v);
 }
-static uint64_t get64(const uint8_t *p)
+static inline uint64_t get64(const uint8_t *p)
 {
-	uint64_t v = 0;
-	for (int i = 7; i >= 0; i--)
-		v = (v << 8) | p[i];
-	return v;
+	uint64_t v;
+	memcpy(&v, p, sizeof(v));
+	return LE64(v);
 }
 
 SV2SHM_API int sv2shm_desc_encode(const struct sv2shm_desc *d, uint8_t out[SV2SHM_DESC_SIZE])

@@ -93,25 +93,29 @@ static inline void ctr_set(_Atomic uint64_t *c, uint64_t v)
 	atomic_store_explicit(c, v, memory_order_relaxed);
 }
 
-/* A slot's slice joined the runs (+len) or left them (-len). */
+/* A slot's slice joined the runs (+len) or left them (-len). The counts are
+ * kept privately and stored: the control block is only ever written. */
 static void ctr_in_use(struct sv2shm_pool *p, int64_t bytes)
 {
-	uint64_t live = (uint64_t)__builtin_popcountll(p->mask_view);
-	uint64_t used = atomic_load_explicit(CTR(p, bytes_in_use), memory_order_relaxed) + (uint64_t)bytes;
-	ctr_set(CTR(p, live), live);
-	ctr_set(CTR(p, bytes_in_use), used);
+	struct pool_ctrs *c = &p->ctrs;
+	c->bytes_in_use += (uint64_t)bytes;
 	if (bytes > 0) {
-		if (live > atomic_load_explicit(CTR(p, hw_slots), memory_order_relaxed))
-			ctr_set(CTR(p, hw_slots), live);
-		if (used > atomic_load_explicit(CTR(p, hw_bytes), memory_order_relaxed))
-			ctr_set(CTR(p, hw_bytes), used);
+		c->live++;
+		if (c->live > c->hw_slots)
+			ctr_set(CTR(p, hw_slots), c->hw_slots = c->live);
+		if (c->bytes_in_use > c->hw_bytes)
+			ctr_set(CTR(p, hw_bytes), c->hw_bytes = c->bytes_in_use);
+	} else {
+		c->live--;
 	}
+	ctr_set(CTR(p, live), c->live);
+	ctr_set(CTR(p, bytes_in_use), c->bytes_in_use);
 }
 
 void pool_count_published(struct sv2shm_pool *p, uint64_t bytes)
 {
-	ctr_add(CTR(p, published), 1);
-	ctr_add(CTR(p, bytes), bytes);
+	ctr_set(CTR(p, published), ++p->ctrs.published);
+	ctr_set(CTR(p, bytes), p->ctrs.bytes += bytes);
 }
 
 void pool_count_reclaimed(struct sv2shm_pool *p, uint64_t holds)
@@ -145,7 +149,7 @@ static void drop_slot(struct sv2shm_pool *p, unsigned s)
 {
 	p->owned &= ~BIT(s);
 	p->mask_view &= ~BIT(s);
-	ctr_add(CTR(p, releases), 1);
+	ctr_set(CTR(p, releases), ++p->ctrs.releases);
 	ctr_in_use(p, -(int64_t)p->claim_len[s]);
 	if (p->owner) /* the view: nobody holds it now (every release latched) */
 		atomic_store_explicit(&p->ctl->slots[s].state, SV2SHM_STATE(p->gen[s], 0), memory_order_release);

@@ -51,6 +51,10 @@ struct sv2shm_pool {
 	uint64_t claims;
 
 	struct sv2shm_pool_stats stats;
+	/* Private copies of the control block's counters (stored, never read back). */
+	struct pool_ctrs {
+		uint64_t published, bytes, releases, live, bytes_in_use, hw_slots, hw_bytes;
+	} ctrs;
 	_Atomic uint64_t refused;
 	/* Releases in progress (any thread): destroy waits for them to finish
 	 * touching the pool, not only for the mask to clear. */

@@ -44,6 +44,7 @@ struct link {
 	struct sv2shm_ring *ring;
 	size_t ring_size;
 	uint32_t head;      /* private copy of ring->head */
+	uint32_t tail_seen; /* the consumer's tail when we last needed to look */
 	uint32_t wake_seq;  /* private copy of ring->wake_seq */
 	bool wake_due;      /* published since the last wake check */
 	uint32_t missed;    /* slices it missed at its limit */
@@ -149,6 +150,10 @@ static void link_close(struct sv2shm_producer *p, unsigned bit)
 static unsigned remove_link(struct sv2shm_producer *p, unsigned bit, int reason)
 {
 	struct link *l = &p->links[bit];
+	/* First tell the consumer (it reads this before it opens an entry of
+	 * its ring): its queued entries are void from now on. */
+	if (l->ring)
+		atomic_store_explicit(&l->ring->revoked, 1u, memory_order_seq_cst);
 	unsigned held = slot_count_held(&p->peers, bit, p->pool.mask_view, p->pool.gen);
 	uint32_t b = UINT32_C(1) << bit;
 	for (unsigned s = 0; s < p->pool.nslots; s++) {
@@ -552,14 +557,19 @@ fail:
 	return r;
 }
 
-/* Room for one more descriptor in the consumer's ring? A tail the consumer
- * wrote that makes no sense is a broken peer (-EPROTO). */
+/* Room for one more descriptor in the consumer's ring? The tail is read
+ * only when the ring looks full from the last tail seen (tails only grow),
+ * so a streaming producer does not pull the consumer's line every time.
+ * A tail that makes no sense is a broken peer (-EPROTO). */
 static int ring_room(struct sv2shm_producer *p, struct link *l)
 {
+	if (l->head - l->tail_seen < p->ring_entries)
+		return 0;
 	uint32_t tail = atomic_load_explicit(&l->ring->tail, memory_order_acquire);
 	uint32_t used = l->head - tail;
-	if (used > p->ring_entries)
+	if (used > p->ring_entries || tail - l->tail_seen > p->ring_entries)
 		return -EPROTO;
+	l->tail_seen = tail;
 	return used < p->ring_entries ? 0 : -EAGAIN;
 }
 
@@ -741,7 +751,7 @@ SV2SHM_API int sv2shm_producer_publish(struct sv2shm_producer *p, struct sv2shm_
 	if (over && p->on_limit == SV2SHM_LIMIT_REFUSE)
 		return -EAGAIN;
 	apply_limit(p, over);
-	int missing = __builtin_popcount(broken | over);
+	int missing = (broken | over) ? __builtin_popcount(broken | over) : 0;
 
 	if (!deliver) {
 		sv2shm_slice_release(s); /* nobody takes it: the slot frees at once */
@@ -769,7 +779,7 @@ SV2SHM_API int sv2shm_producer_publish(struct sv2shm_producer *p, struct sv2shm_
 		 * goes: the slot is never free in between. */
 		p->peers.pub[slot] = deliver;
 		atomic_store_explicit(&p->mem.ctl->slots[slot].state, SV2SHM_STATE(gen, deliver), memory_order_release);
-		atomic_store_explicit(&p->pool.own_gen[slot], 0u, memory_order_seq_cst);
+		atomic_store_explicit(&p->pool.own_gen[slot], 0u, memory_order_release);
 		memset(s, 0, sizeof(*s));
 		if (p->socket_transport) {
 			publish_socket(p, &d, deliver, &full, &gone);
@@ -789,8 +799,9 @@ SV2SHM_API int sv2shm_producer_publish(struct sv2shm_producer *p, struct sv2shm_
 	apply_limit(p, full); /* a full socket is a consumer not keeping up */
 	for (uint32_t m = gone; m; m &= m - 1u)
 		remove_link(p, (unsigned)__builtin_ctz(m), SV2SHM_EVENT_HANGUP);
-	missing += __builtin_popcount(full | gone);
 	uint32_t failed = full | gone;
+	if (failed)
+		missing += __builtin_popcount(failed);
 	if (!(flags & SV2SHM_PUBLISH_MORE))
 		for (uint32_t m = deliver & ~failed; m; m &= m - 1u)
 			if (p->links[__builtin_ctz(m)].used)

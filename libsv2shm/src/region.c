@@ -255,12 +255,36 @@ SV2SHM_API int sv2shm_region_open(struct sv2shm_region *r, const uint8_t desc[SV
 	int e = sv2shm_desc_decode(desc, &d);
 	if (e < 0)
 		return e;
+	return region_open_desc(r, &d, holder, false, out);
+}
+
+int region_open_desc(struct sv2shm_region *r, const struct sv2shm_desc *dp, unsigned holder, bool from_ring,
+		     struct sv2shm_slice *out)
+{
+	const struct sv2shm_desc d = *dp;
+	int e = 0;
 	if (d.kind != SV2SHM_DESC_POOL)
 		return -EPROTO;
 	if (d.region_id != r->id)
 		return -ENXIO;
 	if (d.slot >= r->nslots)
 		return -ERANGE;
+	if (from_ring) {
+		/* The entry came from our ring, which only the producer fills —
+		 * the same producer that writes the control block, so reading
+		 * its slot record would add no trust, only a cache line moved
+		 * per slice. What protects us is checked: the bytes are inside
+		 * the region, the generation is not one we let go of already;
+		 * an entry the producer voided by removing us is caught by the
+		 * ring's revoked word before we get here. */
+		if (d.offset > r->cap || d.length > r->cap - d.offset)
+			return -EFAULT;
+		if (d.generation == 0)
+			return -ESTALE;
+		if (r->ring && atomic_load_explicit(&r->ring->released[d.slot], memory_order_relaxed) == d.generation)
+			return -ENOENT;
+		goto open;
+	}
 	/* The state word is the producer's view (consumers cannot write the
 	 * control block): it names the slot's current generation and the
 	 * consumers it went to. Offset and length come from the descriptor, which
@@ -284,6 +308,7 @@ SV2SHM_API int sv2shm_region_open(struct sv2shm_region *r, const uint8_t desc[SV
 		e = -EFAULT;
 	if (e < 0)
 		return e;
+open:;
 	uint64_t want = 0, mine = ((uint64_t)d.generation << 1) | 1u;
 	if (!atomic_compare_exchange_strong_explicit(&r->held[d.slot], &want, mine, memory_order_acq_rel,
 						     memory_order_acquire))

@@ -57,6 +57,11 @@ struct sv2shm_region {
 
 /* Release a SHARED slice (sv2shm_slice_release dispatches here): 0, or
  * -EINVAL / -EALREADY / -ESTALE from this process's own records. */
+/* sv2shm_region_open() of a descriptor already decoded (holder 1..31).
+ * from_ring: it came from our own ring (the producer's word): the slot
+ * record in the control block is not read, see region.c. */
+int region_open_desc(struct sv2shm_region *r, const struct sv2shm_desc *d, unsigned holder, bool from_ring,
+		     struct sv2shm_slice *out);
 int region_release_slice(struct sv2shm_region *r, unsigned slot, uint32_t gen);
 
 /* A ring entry stands for one hold the producer gave us: when its

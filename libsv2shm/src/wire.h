@@ -19,7 +19,7 @@
 /* --- descriptor ring (one per consumer, in its own memfd) ----------------- */
 
 #define SV2SHM_RING_MAGIC UINT32_C(0x676e6972) /* "ring" */
-#define SV2SHM_RING_VERSION 2u
+#define SV2SHM_RING_VERSION 3u
 #define SV2SHM_RING_MAX_ENTRIES 65536u
 
 struct sv2shm_ring {
@@ -31,26 +31,41 @@ struct sv2shm_ring {
 	uint64_t region_id; /* the region its descriptors name */
 	uint8_t reserved0[SV2SHM_CACHE_LINE - 24];
 
-	/* line 1: written by the producer only (absolute values) */
+	/*
+	 * The hot words each have a line of their own, apart from the words
+	 * written only around a sleep, so that streaming moves no line the
+	 * other side did not need: the producer reads tail only when the ring
+	 * looks full, the consumer reads head only when it ran out of entries,
+	 * and the sleep words stay in both caches while nobody sleeps.
+	 */
+	/* line 1: written by the producer only */
 	alignas(SV2SHM_CACHE_LINE) _Atomic uint32_t head; /* next entry the producer fills */
-	_Atomic uint32_t waiting; /* the producer's wait epoch; odd: it waits for a free slot */
-	_Atomic uint32_t missed;  /* slices this consumer missed at its limit (SV2SHM_LIMIT_SKIP) */
-	_Atomic uint32_t wake_seq; /* futex word: bumped, then FUTEX_WAKE, for a consumer sleeping on it */
-	uint8_t reserved1[SV2SHM_CACHE_LINE - 16];
+	uint8_t reserved1[SV2SHM_CACHE_LINE - 4];
 
 	/* line 2: written by the consumer only */
 	alignas(SV2SHM_CACHE_LINE) _Atomic uint32_t tail; /* next entry the consumer reads */
-	_Atomic uint32_t consumer_sleeping; /* SLEEP_FUTEX: wake me with FUTEX_WAKE on wake_seq;
-	                                       SLEEP_SOCKET: with a datagram on the wake socket */
-	uint8_t reserved2[SV2SHM_CACHE_LINE - 8];
+	uint8_t reserved2[SV2SHM_CACHE_LINE - 4];
 
-	/* lines 3..6: written by the consumer only. released[s] is the last
+	/* line 3: written by the producer only (absolute values), rarely */
+	alignas(SV2SHM_CACHE_LINE) _Atomic uint32_t waiting; /* the producer's wait epoch; odd: it waits for a free slot */
+	_Atomic uint32_t missed;  /* slices this consumer missed at its limit (SV2SHM_LIMIT_SKIP) */
+	_Atomic uint32_t wake_seq; /* futex word: bumped, then FUTEX_WAKE, for a consumer sleeping on it */
+	_Atomic uint32_t revoked;  /* 1: the producer removed this consumer (before it took back its holds):
+	                              the entries left in the ring name slots that are no longer ours */
+	uint8_t reserved3[SV2SHM_CACHE_LINE - 16];
+
+	/* line 4: written by the consumer only, around a sleep */
+	alignas(SV2SHM_CACHE_LINE) _Atomic uint32_t consumer_sleeping; /* SLEEP_FUTEX: wake me with FUTEX_WAKE on wake_seq;
+	                                                                   SLEEP_SOCKET: with a datagram on the wake socket */
+	uint8_t reserved4[SV2SHM_CACHE_LINE - 4];
+
+	/* lines 5..8: written by the consumer only. released[s] is the last
 	 * generation of slot s this consumer let go of: the consumer's whole
 	 * side of the release protocol (slots.c). Only this consumer and the
 	 * producer map this memfd, so no other consumer can forge it. */
 	alignas(SV2SHM_CACHE_LINE) _Atomic uint32_t released[64];
 
-	/* lines 7..: slots[nentries][SV2SHM_DESC_SIZE] */
+	/* lines 9..: slots[nentries][SV2SHM_DESC_SIZE] */
 	alignas(SV2SHM_CACHE_LINE) uint8_t slots[];
 };
 
@@ -59,8 +74,10 @@ enum { SLEEP_NO = 0, SLEEP_FUTEX = 1, SLEEP_SOCKET = 2 };
 
 static_assert(offsetof(struct sv2shm_ring, head) == 64, "ring head on its own line");
 static_assert(offsetof(struct sv2shm_ring, tail) == 128, "ring tail on its own line");
-static_assert(offsetof(struct sv2shm_ring, released) == 192, "release records after the tail line");
-static_assert(offsetof(struct sv2shm_ring, slots) == 448, "ring entries after seven lines");
+static_assert(offsetof(struct sv2shm_ring, waiting) == 192, "producer's sleep words on their own line");
+static_assert(offsetof(struct sv2shm_ring, consumer_sleeping) == 256, "consumer's sleep word on its own line");
+static_assert(offsetof(struct sv2shm_ring, released) == 320, "release records after the sleep lines");
+static_assert(offsetof(struct sv2shm_ring, slots) == 576, "ring entries after nine lines");
 
 static inline size_t ring_bytes(uint32_t entries)
 {

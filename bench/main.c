@@ -6,6 +6,7 @@
  *   sv2shm-bench ipc [--json] [--quick]     cross-process round trip, streaming, fan-out
  *   sv2shm-bench soak [--seconds N] [--json] SIGKILL soak: integrity and reclaim time
  *   sv2shm-bench broker [--json] [--quick]  pools through the broker: fan-out, round-robin, reclaim
+ *   sv2shm-bench frames [--json] [--quick]  Sv2 frames decoded from a socket: frames/s, reads per frame
  *   sv2shm-bench --help
  *
  * Each mode is one entry of the table below; a mode parses its own options
@@ -18,6 +19,8 @@
 
 /* `sv2shm-bench broker` (broker.c). */
 int bench_broker_main(int argc, char **argv);
+/* `sv2shm-bench frames` (frames.c). */
+int bench_frames_main(int argc, char **argv);
 
 struct bench_cmd {
 	const char *name;
@@ -37,6 +40,8 @@ static const struct bench_cmd cmds[] = {
 	 "SIGKILL soak: consumers killed and replaced while slices flow; integrity and reclaim time"},
 	{"broker", bench_broker_main, "[--json] [--quick]",
 	 "pools through a private sv2shmd: fan-out and round-robin vs the direct channel, reclaim after SIGKILL"},
+	{"frames", bench_frames_main, "[--json] [--quick]",
+	 "back-to-back Sv2 frames from a Unix and a TCP socket: frames/s and read()s per frame vs two reads a frame"},
 };
 
 static void usage(FILE *out)

@@ -362,8 +362,21 @@ static const char *fmt_thousands(double v, char *buf, size_t n)
 
 /* Which optional columns some row has. */
 struct columns {
-	bool size, p10, p90, p99, mps, slots, lag, consumers, per_msg, from_system, pool_share;
+	bool size, p10, p90, p99, mps, slots, lag, consumers, per_msg, from_system, pool_share, transport;
+	/* the named values of plain rows, in order of first appearance */
+	unsigned nextra;
+	const char *extra[BENCH_MAX_FIELDS];
+	int extra_w[BENCH_MAX_FIELDS];
 };
+
+/* A plain row's named value `name`, or NULL. */
+static const struct bench_field *row_field(const struct bench_row *row, const char *name)
+{
+	for (unsigned k = 0; k < row->nfields; k++)
+		if (strcmp(row->fields[k].name, name) == 0)
+			return &row->fields[k];
+	return NULL;
+}
 
 static void find_columns(const struct bench_report *r, struct columns *c)
 {
@@ -383,16 +396,30 @@ static void find_columns(const struct bench_report *r, struct columns *c)
 		c->per_msg |= !isnan(row->per_msg_ns);
 		c->from_system |= row->from_system >= 0;
 		c->pool_share |= !isnan(row->pool_share);
+		c->transport |= row->transport[0] != '\0';
+		for (unsigned k = 0; k < row->nfields; k++) {
+			unsigned e = 0;
+			while (e < c->nextra && strcmp(c->extra[e], row->fields[k].name) != 0)
+				e++;
+			if (e == c->nextra && c->nextra < BENCH_MAX_FIELDS) {
+				int w = (int)strlen(row->fields[k].name);
+				c->extra[c->nextra] = row->fields[k].name;
+				c->extra_w[c->nextra++] = w > 12 ? w : 12;
+			}
+		}
 	}
 }
 
-/* A field's value as text: "-" for NAN, integers with thousands separators. */
-static const char *fmt_field(const struct bench_field *f, char *buf, size_t n)
+/* A field's value as text: "-" for NAN, integers with thousands separators,
+ * others with one decimal (fields rows) or 4 significant digits (plain rows). */
+static const char *fmt_field(const struct bench_field *f, bool plain, char *buf, size_t n)
 {
 	if (isnan(f->value))
 		snprintf(buf, n, "-");
 	else if (f->integer)
 		fmt_thousands(f->value, buf, n);
+	else if (plain)
+		snprintf(buf, n, "%.4g", f->value);
 	else
 		snprintf(buf, n, "%.1f", f->value);
 	return buf;
@@ -409,7 +436,7 @@ static void print_fields_rows(const struct bench_report *r, FILE *out)
 		char vals[BENCH_MAX_FIELDS][48];
 		w[0] = (int)strlen(row->bench) > 5 ? (int)strlen(row->bench) : 5;
 		for (unsigned k = 0; k < row->nfields; k++) {
-			fmt_field(&row->fields[k], vals[k], sizeof(vals[k]));
+			fmt_field(&row->fields[k], false, vals[k], sizeof(vals[k]));
 			int a = (int)strlen(row->fields[k].name), b = (int)strlen(vals[k]);
 			w[k + 1] = a > b ? a : b;
 		}
@@ -437,6 +464,8 @@ static void print_human(const struct bench_report *r, const struct machine *m, F
 	if (!nplain)
 		goto after_table;
 	fprintf(out, "%-14s %-16s", "bench", "contender");
+	if (c.transport)
+		fprintf(out, " %-9s", "transport");
 	if (c.slots)
 		fprintf(out, " %5s", "slots");
 	if (c.lag)
@@ -460,6 +489,8 @@ static void print_human(const struct bench_report *r, const struct machine *m, F
 		fprintf(out, " %11s", "from_system");
 	if (c.pool_share)
 		fprintf(out, " %6s", "pool");
+	for (unsigned e = 0; e < c.nextra; e++)
+		fprintf(out, " %*s", c.extra_w[e], c.extra[e]);
 	fprintf(out, "  %s\n", "ratio");
 	const struct bench_row *last = NULL;
 	for (size_t i = 0; i < r->nrows; i++) {
@@ -467,13 +498,16 @@ static void print_human(const struct bench_report *r, const struct machine *m, F
 		if (row->fields_only)
 			continue;
 		if (last && (strcmp(last->bench, row->bench) != 0 || last->size != row->size ||
-			     last->slots != row->slots || last->lag != row->lag || last->consumers != row->consumers))
+			     last->slots != row->slots || last->lag != row->lag || last->consumers != row->consumers ||
+			     strcmp(last->transport, row->transport) != 0))
 			fputc('\n', out);
 		last = row;
 		char b[64], ratio[64] = "";
 		if (!isnan(row->ratio))
 			snprintf(ratio, sizeof(ratio), "%.2fx vs %s", row->ratio, row->ratio_vs);
 		fprintf(out, "%-14s %-16s", row->bench, row->contender);
+		if (c.transport)
+			fprintf(out, " %-9s", row->transport[0] ? row->transport : "-");
 		if (c.slots)
 			fprintf(out, " %5s", row->slots ? fmt_thousands((double)row->slots, b, sizeof(b)) : "-");
 		if (c.lag)
@@ -502,6 +536,10 @@ static void print_human(const struct bench_report *r, const struct machine *m, F
 			else
 				snprintf(b, sizeof(b), "%.3f", row->pool_share);
 			fprintf(out, " %6s", b);
+		}
+		for (unsigned e = 0; e < c.nextra; e++) {
+			const struct bench_field *f = row_field(row, c.extra[e]);
+			fprintf(out, " %*s", c.extra_w[e], f ? fmt_field(f, true, b, sizeof(b)) : "-");
 		}
 		fprintf(out, "  %s\n", ratio);
 	}
@@ -613,6 +651,10 @@ static void print_json(const struct bench_report *r, const struct machine *m, FI
 		json_str(out, row->contender);
 		if (row->size)
 			fprintf(out, ", \"size\": %llu", (unsigned long long)row->size);
+		if (row->transport[0]) {
+			fputs(", \"transport\": ", out);
+			json_str(out, row->transport);
+		}
 		if (row->slots)
 			fprintf(out, ", \"slots\": %u", row->slots);
 		if (row->lag >= 0)
@@ -640,6 +682,15 @@ static void print_json(const struct bench_report *r, const struct machine *m, FI
 				continue;
 			fprintf(out, ", \"%s\": ", opt[k].name);
 			json_int(out, v);
+		}
+		for (unsigned k = 0; k < row->nfields; k++) {
+			fputs(", ", out);
+			json_str(out, row->fields[k].name);
+			fputs(": ", out);
+			if (row->fields[k].integer)
+				json_int(out, row->fields[k].value);
+			else
+				json_num(out, row->fields[k].value);
 		}
 		if (row->samples)
 			fprintf(out, ", \"samples\": %llu", (unsigned long long)row->samples);

@@ -106,8 +106,10 @@ struct bench_field {
 
 /*
  * One result. The fields after ratio_vs are optional: bench_report_add_row()
- * sets them to "not applicable" (NAN, 0 or -1 as noted), and the printers
- * leave out what no row has.
+ * sets them to "not applicable" (NAN, 0, -1 or "" as noted), and the printers
+ * leave out what no row has. Such a row may also carry named values of its
+ * own (bench_row_field()): JSON keys after its standard ones, and columns
+ * (before the ratio) in the human table.
  *
  * A "fields" row (fields_only, from bench_report_add_fields_row()) is
  * different: it is only its bench name and its own named values, in order —
@@ -136,7 +138,8 @@ struct bench_row {
 	double setup_ns;       /* median construction + destruction inside a sample (NAN: n/a) */
 	double per_msg_ns;     /* median time per message (NAN: n/a) */
 	double ratio_paired;   /* the ratio as a median of per-sample pairs (NAN: n/a) */
-	/* fields rows */
+	char transport[16];    /* what carried the bytes, e.g. "unix", "tcp" ("": n/a) */
+	/* fields rows (and a plain row's named values) */
 	bool fields_only;
 	unsigned nfields;
 	struct bench_field fields[BENCH_MAX_FIELDS];
@@ -175,8 +178,9 @@ struct bench_row *bench_report_add_row(struct bench_report *r, const char *bench
  * it, or NULL (out of memory). */
 struct bench_row *bench_report_add_fields_row(struct bench_report *r, const char *bench);
 
-/** Append a named value to a fields row (integer: printed as one). Returns 0,
- * or -1 when the row is full. */
+/** Append a named value to a row (integer: printed as one; otherwise a fields
+ * row prints one decimal, a plain row 4 significant digits). Returns 0, or -1
+ * when the row is full. */
 int bench_row_field(struct bench_row *row, const char *name, double value, bool integer);
 
 /** The row for (bench, contender, size), or NULL. */

@@ -803,7 +803,7 @@ static void op_pop(struct run *x, struct fz *in)
 			uint32_t head = atomic_load(&x->R->head), tail = atomic_load(&x->R->tail);
 			if (head == tail)
 				return;
-			memcpy(raw, x->R->slots + (size_t)(tail & (x->entries - 1u)) * SV2SHM_DESC_SIZE, sizeof(raw));
+			memcpy(raw, x->R->slots + (size_t)(tail & (x->entries - 1u)) * SV2SHM_RING_ENTRY_SIZE, sizeof(raw));
 			atomic_store(&x->R->tail, tail + 1u);
 		}
 		hostile_take(x, raw);
@@ -940,7 +940,7 @@ static void op_field(struct run *x, struct fz *in)
 					.region_id = x->ctl ? x->ctl->region_id : 0,
 					.offset = (v >> 8) % (x->cap + 1u),
 					.length = 0};
-		sv2shm_desc_encode(&d, R->slots + (size_t)(atomic_load(&R->head) & (x->entries - 1u)) * SV2SHM_DESC_SIZE);
+		sv2shm_desc_encode(&d, R->slots + (size_t)(atomic_load(&R->head) & (x->entries - 1u)) * SV2SHM_RING_ENTRY_SIZE);
 		break;
 	}
 	}

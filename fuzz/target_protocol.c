@@ -1915,7 +1915,7 @@ static int make_ring(uint64_t region, unsigned variant, uint8_t sub, struct fdre
 		ring->magic = SV2SHM_RING_MAGIC;
 		ring->version = SV2SHM_RING_VERSION;
 		ring->nentries = n;
-		ring->entry_size = SV2SHM_DESC_SIZE;
+		ring->entry_size = SV2SHM_RING_ENTRY_SIZE;
 		ring->region_id = region;
 		if (ring_bytes(n) > size)
 			ok = false;

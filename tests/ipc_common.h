@@ -911,11 +911,20 @@ static inline void mitm_close(struct mitm *m)
 	close(m->real_peer);
 }
 
-/* Write a descriptor into the ring the way the producer does. */
+/* Entry i of a ring (wire.h: a descriptor, then its sequence word). */
+static inline uint8_t *ring_slot(struct sv2shm_ring *r, uint32_t entries, uint32_t i)
+{
+	return r->slots + (size_t)(i & (entries - 1u)) * SV2SHM_RING_ENTRY_SIZE;
+}
+
+/* Write a descriptor into the ring the way the producer does: the entry,
+ * its sequence word, then the head. */
 static inline void inject(struct mitm *m, const struct sv2shm_desc *d)
 {
 	uint32_t head = atomic_load(&m->ring->head);
-	encode(d, m->ring->slots + (size_t)(head & (m->msg.ring_entries - 1u)) * SV2SHM_DESC_SIZE);
+	uint8_t *e = ring_slot(m->ring, m->msg.ring_entries, head);
+	encode(d, e);
+	atomic_store((_Atomic uint32_t *)(void *)(e + RING_ENTRY_SEQ), head + 1u);
 	atomic_store(&m->ring->head, head + 1u);
 }
 

@@ -738,7 +738,8 @@ static void test_recv_rejects_ring_garbage(void **state)
 	assert_int_equal(sv2shm_producer_publish(p, &v, &id, 1, SV2SHM_PUBLISH_MORE), 0);
 	assert_int_equal(atomic_load(&m.ring->head), h + 1u);
 	struct sv2shm_desc good;
-	assert_int_equal(sv2shm_desc_decode(m.ring->slots + (size_t)(h & 15u) * SV2SHM_DESC_SIZE, &good), 0);
+	assert_int_equal(sv2shm_desc_decode(ring_slot(m.ring, 16u, h), &good), 0);
+	atomic_store((_Atomic uint32_t *)(void *)(ring_slot(m.ring, 16u, h) + RING_ENTRY_SEQ), 0u);
 	atomic_store(&m.ring->head, h);
 	assert_int_equal(sv2shm_producer_held(p, id), 1);
 	struct sv2shm_desc d;
@@ -899,12 +900,12 @@ static void test_recv_refused_gives_hold_back(void **state)
 		make(p, 54 + k, 1000, &v);
 		h = atomic_load(&m.ring->head);
 		assert_int_equal(sv2shm_producer_publish(p, &v, &id, 1, SV2SHM_PUBLISH_MORE), 0);
-		assert_int_equal(sv2shm_desc_decode(m.ring->slots + (size_t)(h & 15u) * SV2SHM_DESC_SIZE, &d), 0);
+		assert_int_equal(sv2shm_desc_decode(ring_slot(m.ring, 16u, h), &d), 0);
 		if (named[k].field == 0)
 			d.offset = named[k].value;
 		else
 			d.length = named[k].value;
-		encode(&d, m.ring->slots + (size_t)(h & 15u) * SV2SHM_DESC_SIZE);
+		encode(&d, ring_slot(m.ring, 16u, h));
 		assert_int_equal(sv2shm_producer_held(p, id), 1);
 		expect_recv(c, -EFAULT, "ring: the hold's slot and generation, other bytes");
 		assert_int_equal(sv2shm_producer_held(p, id), 0);

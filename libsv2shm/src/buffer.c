@@ -69,9 +69,12 @@ void *sys_area_grow(struct sv2shm_buffer *b, struct sys_area *a, size_t len)
 	}
 	bool shared = a->block && atomic_load_explicit(sys_refs(a->block), memory_order_acquire) != 1u;
 	if (!a->block || shared) {
-		/* Slices still use the block: the written bytes move to a new one. */
+		/* Slices still use the block: the written bytes move to a new one,
+		 * sized for them (twice what is needed now), not from the old
+		 * block's size — a piece held for long would otherwise double
+		 * every next block. */
 		size_t cap;
-		uint8_t *nb = sys_alloc(a->cap, need, &cap);
+		uint8_t *nb = sys_alloc(need, need, &cap);
 		if (!nb) {
 			b->_error = -ENOMEM;
 			return NULL;

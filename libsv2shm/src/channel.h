@@ -27,7 +27,13 @@ int chan_check_hdr(const struct sv2shm_msg_hdr *h, uint16_t type);
 
 static inline uint8_t *ring_entry(struct sv2shm_ring *r, uint32_t entries, uint32_t i)
 {
-	return r->slots + (size_t)(i & (entries - 1u)) * SV2SHM_DESC_SIZE;
+	return r->slots + (size_t)(i & (entries - 1u)) * SV2SHM_RING_ENTRY_SIZE;
+}
+
+/* The sequence word of entry i: i + 1 once the producer filled it (wire.h). */
+static inline _Atomic uint32_t *ring_entry_seq(struct sv2shm_ring *r, uint32_t entries, uint32_t i)
+{
+	return (_Atomic uint32_t *)(void *)(ring_entry(r, entries, i) + RING_ENTRY_SEQ);
 }
 
 #endif /* SV2SHM_CHANNEL_H */

@@ -45,7 +45,6 @@ struct sv2shm_consumer {
 	size_t ring_size;
 	uint32_t entries;
 	uint32_t tail; /* private copy of ring->tail */
-	uint32_t head_seen; /* ring->head when last read: entries up to it are published */
 	unsigned holder;
 	unsigned spin_us;
 	bool socket_transport; /* descriptors arrive as DESC messages */
@@ -91,7 +90,7 @@ static int check_wake_socket(int fd)
 static int check_ring(const struct sv2shm_ring *ring, size_t size, const struct sv2shm_msg_setup *m)
 {
 	if (ring->magic != SV2SHM_RING_MAGIC || ring->version != SV2SHM_RING_VERSION ||
-	    ring->entry_size != SV2SHM_DESC_SIZE || ring->nentries != m->ring_entries ||
+	    ring->entry_size != SV2SHM_RING_ENTRY_SIZE || ring->nentries != m->ring_entries ||
 	    ring->region_id != m->region_id || size != ring_bytes(m->ring_entries))
 		return -EPROTO;
 	return 0;
@@ -163,7 +162,6 @@ SV2SHM_API int sv2shm_consumer_new(int sock, const struct sv2shm_consumer_option
 		goto fail;
 	c->entries = m.ring_entries;
 	c->tail = atomic_load_explicit(&c->ring->tail, memory_order_acquire);
-	c->head_seen = c->tail;
 
 	r = sv2shm_region_attach(fds[SETUP_FD_CTL], fds[SETUP_FD_DATA], 0, &c->region);
 	close(fds[SETUP_FD_CTL]);
@@ -302,15 +300,19 @@ static int channel_broken(struct sv2shm_consumer *c)
  * a broken ring or a descriptor that failed validation (dropped). */
 static int try_pop(struct sv2shm_consumer *c, struct sv2shm_slice *out)
 {
-	if (c->tail == c->head_seen) {
-		/* Out of entries seen: look at the producer's line again (only
-		 * then, so that streaming does not pull it for every entry). */
+	_Atomic uint32_t *seq = ring_entry_seq(c->ring, c->entries, c->tail);
+	if (atomic_load_explicit(seq, memory_order_acquire) != c->tail + 1u) {
+		/* Not filled yet, as far as the entry says. The head tells an
+		 * empty ring from a broken one: the producer stores an entry's
+		 * sequence word before the head that counts it, so the head may
+		 * lag behind entries we took already (not yet), but a head
+		 * ahead of us names entries that must be filled. */
 		uint32_t head = atomic_load_explicit(&c->ring->head, memory_order_acquire);
-		if (head == c->tail)
+		if (c->tail - head <= c->entries)
 			return 0;
-		if (head - c->tail > c->entries)
+		if (head - c->tail > c->entries ||
+		    atomic_load_explicit(seq, memory_order_acquire) != c->tail + 1u)
 			return channel_broken(c);
-		c->head_seen = head;
 	}
 	if (atomic_load_explicit(&c->ring->revoked, memory_order_acquire)) {
 		/* The producer removed us: what is left in the ring is void. */
@@ -333,9 +335,25 @@ static int try_pop(struct sv2shm_consumer *c, struct sv2shm_slice *out)
 	return r < 0 ? r : 1;
 }
 
+/* The spin's look: has the producer filled our next entry? One line, the
+ * one the entry is in (no fence: the spin needs none). */
+static bool entry_ready(struct sv2shm_consumer *c)
+{
+	return atomic_load_explicit(ring_entry_seq(c->ring, c->entries, c->tail), memory_order_relaxed) ==
+	       c->tail + 1u;
+}
+
+/* Is there anything for try_pop() to look at? seq_cst: the sleep's re-check
+ * after it announced itself (the producer stores head seq_cst, then reads
+ * consumer_sleeping). A head behind our tail (it lags the entries' own
+ * sequence words for a moment) is not news; a head ahead of it, or broken,
+ * is (try_pop tells which). */
 static bool ring_pending(struct sv2shm_consumer *c)
 {
-	return atomic_load_explicit(&c->ring->head, memory_order_seq_cst) != c->tail;
+	uint32_t head = atomic_load_explicit(&c->ring->head, memory_order_seq_cst);
+	if (c->tail - head <= c->entries)
+		return entry_ready(c);
+	return true;
 }
 
 /* Has the producer hung up? Only EOF counts: a pending message, or a
@@ -495,7 +513,7 @@ SV2SHM_API int sv2shm_consumer_recv(struct sv2shm_consumer *c, struct sv2shm_sli
 		if (c->spin_us != SV2SHM_SPIN_NONE) {
 			uint64_t until = start + (uint64_t)c->spin_us * 1000u;
 			unsigned i = 0;
-			while (!ring_pending(c)) {
+			while (!entry_ready(c)) {
 				cpu_relax();
 				if ((++i & 63u) == 0 && mono_ns() >= until)
 					break;

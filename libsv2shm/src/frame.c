@@ -39,6 +39,10 @@ struct sv2shm_frame_decoder {
 
 /* The most read_fd() asks one read() for. */
 #define READ_MAX ((size_t)256 * 1024)
+/* The room read_fd() asks a system-memory buffer for (a pool's room is the
+ * rest of its run already). Every frame split off keeps its block alive, so
+ * this is also what one small frame held for long can keep allocated. */
+#define SYSBUF_READ_ROOM ((size_t)16 * 1024)
 
 SV2SHM_API int sv2shm_frame_decoder_new(struct sv2shm_buffer *buf, uint32_t max_payload,
 					struct sv2shm_frame_decoder **out)
@@ -339,10 +343,13 @@ SV2SHM_API int sv2shm_frame_decoder_read_fd(struct sv2shm_frame_decoder *d, int 
 		if (r != 0)
 			return r;
 		size_t have = b->_len;
-		if (b->_room - have < need - have) {
+		size_t ask = need - have;
+		if (ask < SYSBUF_READ_ROOM && buffer_is_sysbuf(b))
+			ask = SYSBUF_READ_ROOM;
+		if (b->_room - have < ask) {
 			/* Room for the rest of this frame at least (a pool may move
 			 * the pending bytes, or wait, or fail: retryable). */
-			if (!sv2shm_buffer_get_writable(b, need - have)) {
+			if (!sv2shm_buffer_get_writable(b, ask)) {
 				int e = sv2shm_buffer_last_error(b);
 				if (have == 0 && e != -EMSGSIZE)
 					return read_header(d, fd, e);

@@ -59,6 +59,8 @@ void sys_area_split(struct sv2shm_buffer *b, struct sys_area *a, size_t n, struc
 int slice_copy_to_system(struct sv2shm_slice *out, const uint8_t *src, size_t n);
 /* Drop the area's reference. */
 void sys_area_drop(struct sys_area *a);
+/* sysbuf.c: is b the system-memory buffer? */
+bool buffer_is_sysbuf(const struct sv2shm_buffer *b);
 
 /* CLOCK_MONOTONIC in nanoseconds. */
 static inline uint64_t mono_ns(void)

@@ -546,6 +546,33 @@ static int pool_get_data_owned(struct sv2shm_buffer *b, struct sv2shm_slice *out
 	return 0;
 }
 
+/* After a split in alloc mode: the rest (a partial frame, say) goes back
+ * into the pool when it fits there again — copied, it is small next to what
+ * was handed out — so that a reader splitting frames off a system-memory
+ * block does not stay in alloc mode for good. */
+static void back_to_pool(struct sv2shm_pool *p)
+{
+	struct sv2shm_buffer *b = &p->buf;
+	if (b->_len > p->cap / 4)
+		return;
+	uint8_t *src = b->_base;
+	size_t len = b->_len;
+	struct sys_area keep = p->sys;
+	p->cur = CUR_NONE;
+	tidy(p);
+	uint8_t *w = place(p, len);
+	if (!w) {
+		p->cur = CUR_SYSTEM;
+		p->sys = keep;
+		b->_base = src;
+		return;
+	}
+	/* place() pointed the buffer at the pool and counted len bytes. */
+	memcpy(b->_base, src, len);
+	b->_len = len;
+	sys_area_drop(&p->sys);
+}
+
 /* Hand out the first n bytes after _start; the rest stays in place as the
  * slice being written, without a slot until it is claimed. */
 static int pool_split_owned(struct sv2shm_buffer *b, size_t n, struct sv2shm_slice *out)
@@ -555,6 +582,7 @@ static int pool_split_owned(struct sv2shm_buffer *b, size_t n, struct sv2shm_sli
 	if (p->cur == CUR_SYSTEM) {
 		sys_area_split(b, &p->sys, n, out);
 		count_system(p, out);
+		back_to_pool(p);
 		return 0;
 	}
 	int r = p->cur_slot == NO_SLOT ? take_slot(p) : 0;

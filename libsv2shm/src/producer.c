@@ -501,7 +501,7 @@ SV2SHM_API int sv2shm_producer_add_consumer(struct sv2shm_producer *p, int sock)
 	l->ring->magic = SV2SHM_RING_MAGIC;
 	l->ring->version = SV2SHM_RING_VERSION;
 	l->ring->nentries = p->ring_entries;
-	l->ring->entry_size = SV2SHM_DESC_SIZE;
+	l->ring->entry_size = SV2SHM_RING_ENTRY_SIZE;
 	l->ring->region_id = p->region_id;
 	if (fcntl(l->ring_fd, F_ADD_SEALS, F_SEAL_SEAL) < 0) {
 		r = -errno;
@@ -576,6 +576,7 @@ static int ring_room(struct sv2shm_producer *p, struct link *l)
 static void ring_push(struct sv2shm_producer *p, struct link *l, const struct sv2shm_desc *d)
 {
 	sv2shm_desc_encode(d, ring_entry(l->ring, p->ring_entries, l->head));
+	atomic_store_explicit(ring_entry_seq(l->ring, p->ring_entries, l->head), l->head + 1u, memory_order_release);
 	l->head++;
 	/* seq_cst: pairs with the consumer's "announce sleep, re-read head". */
 	atomic_store_explicit(&l->ring->head, l->head, memory_order_seq_cst);

@@ -49,6 +49,11 @@ static const struct sv2shm_buffer_ops sysbuf_ops = {
 	.split_owned = sysbuf_split_owned,
 };
 
+bool buffer_is_sysbuf(const struct sv2shm_buffer *b)
+{
+	return b->_ops == &sysbuf_ops;
+}
+
 SV2SHM_API int sv2shm_sysbuf_new(size_t hint, struct sv2shm_sysbuf **out)
 {
 	if (!out)

@@ -21,13 +21,15 @@
 #define SV2SHM_RING_MAGIC UINT32_C(0x676e6972) /* "ring" */
 #define SV2SHM_RING_VERSION 3u
 #define SV2SHM_RING_MAX_ENTRIES 65536u
+#define SV2SHM_RING_ENTRY_SIZE 64u /* a descriptor and its sequence word, a cache line */
+#define RING_ENTRY_SEQ 32u          /* offset of the sequence word in an entry */
 
 struct sv2shm_ring {
 	/* line 0: identity, written by the producer before the consumer sees it */
 	uint32_t magic;     /* SV2SHM_RING_MAGIC */
 	uint32_t version;   /* SV2SHM_RING_VERSION */
 	uint32_t nentries;  /* power of two, <= SV2SHM_RING_MAX_ENTRIES */
-	uint32_t entry_size;/* SV2SHM_DESC_SIZE */
+	uint32_t entry_size;/* SV2SHM_RING_ENTRY_SIZE */
 	uint64_t region_id; /* the region its descriptors name */
 	uint8_t reserved0[SV2SHM_CACHE_LINE - 24];
 
@@ -65,7 +67,14 @@ struct sv2shm_ring {
 	 * producer map this memfd, so no other consumer can forge it. */
 	alignas(SV2SHM_CACHE_LINE) _Atomic uint32_t released[64];
 
-	/* lines 9..: slots[nentries][SV2SHM_DESC_SIZE] */
+	/* lines 9..: slots[nentries][SV2SHM_RING_ENTRY_SIZE], one entry per
+	 * cache line: a descriptor (SV2SHM_DESC_SIZE bytes), then at
+	 * RING_ENTRY_SEQ its sequence word (index + 1), stored last with
+	 * release. A spinning consumer watches the next entry's sequence word
+	 * itself — one line moves per slice, not the head's line and then the
+	 * entry's. head still counts what was published: a sleeping consumer
+	 * re-checks it after it announced its sleep (the producer stores it
+	 * seq_cst, then reads consumer_sleeping). */
 	alignas(SV2SHM_CACHE_LINE) uint8_t slots[];
 };
 
@@ -81,7 +90,7 @@ static_assert(offsetof(struct sv2shm_ring, slots) == 576, "ring entries after ni
 
 static inline size_t ring_bytes(uint32_t entries)
 {
-	return offsetof(struct sv2shm_ring, slots) + (size_t)entries * SV2SHM_DESC_SIZE;
+	return offsetof(struct sv2shm_ring, slots) + (size_t)entries * SV2SHM_RING_ENTRY_SIZE;
 }
 
 /* --- channel messages (SOCK_SEQPACKET, one message per datagram) ---------- */

@@ -1768,9 +1768,34 @@ static void add_targets(struct bench_report *rep, double idle_cpu_ms, const stru
 	target_ratio(rep, "blocking round trip within 1.25x of memfd-futex at 16 KiB", BENCH_RT, "sv2shm-blocking",
 		     "memfd-futex", 16384, 1.25, false);
 	}
-	if (cfg->on[BENCH_STREAM])
+	if (cfg->on[BENCH_STREAM]) {
 		target_ratio(rep, "streaming at 16 KiB at least 3x the socket copy's throughput", BENCH_STREAM, "sv2shm",
 			     "uds-seqpacket", 16384, 3.0, true);
+		target_ratio(rep, "streaming at 64 B within 2x of memfd-spin (msgs/s ratio >= 0.5)", BENCH_STREAM,
+			     "sv2shm", "memfd-spin", 64, 0.5, true);
+	}
+	if (cfg->on[BENCH_FANOUT]) {
+		/* Consumers sharing one core: deliveries/s (msgs/s x consumers)
+		 * with n consumers against one consumer's, the same pool. */
+		for (size_t si = 0; si < NFANOUT_SIZES; si++) {
+			const struct bench_row *one = find_fanout(rep, "sv2shm", fanout_sizes[si], 1);
+			for (size_t ni = 1; ni < NFANOUT_NS; ni++) {
+				const struct bench_row *r = find_fanout(rep, "sv2shm", fanout_sizes[si], fanout_ns[ni]);
+				char szs[32], nm[160];
+				bench_fmt_size(fanout_sizes[si], szs, sizeof(szs));
+				snprintf(nm, sizeof(nm),
+					 "fan-out %s, %u consumers on one core: deliveries/s >= 0.8x of one consumer's", szs,
+					 fanout_ns[ni]);
+				double v = one && r ? r->msgs_per_s * fanout_ns[ni] / one->msgs_per_s : NAN;
+				struct bench_target *t = bench_report_add_target(rep, nm, v, 0.8, true, "x");
+				if (t && one && r)
+					snprintf(t->note, sizeof(t->note), "%.0f deliveries/s vs %.0f to one consumer",
+						 r->msgs_per_s * fanout_ns[ni], one->msgs_per_s);
+				else if (t)
+					snprintf(t->note, sizeof(t->note), "no fan-out row");
+			}
+		}
+	}
 	if (!cfg->on[3])
 		return;
 	char name[160];

@@ -3,7 +3,11 @@
  * decoded from memory in random chunks (and one byte at a time), from a pipe
  * written by a thread, from a socketpair written by a forked child, and from a
  * non-blocking pipe; malformed streams; zero-length payloads; a full pool
- * under the FAIL policy.
+ * under the FAIL policy. Bulk reads: many frames per read(), split off the
+ * buffer without a copy (and their counts, sv2shm_frame_decoder_stats()),
+ * no free slot under each policy, feed() and read_fd() handing over to each
+ * other; the real Sv2 frames of ../shared/sv2-frames as one stream, cut at
+ * every byte, in 1..7-byte pieces, truncated.
  *
  * The random streams are reproducible: the seed is printed, and
  * SV2SHM_TEST_SEED=<n> replays one.
@@ -24,6 +28,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -1398,6 +1403,1198 @@ static void test_feed_null_empty_input(void **state)
 	tb_close(&tb);
 }
 
+/* ------------------------------------------------------------------------- */
+/* Bulk reads: one read() for many frames, split off without a copy           */
+/* ------------------------------------------------------------------------- */
+
+/* n frames of plen payload bytes each (random fields and bytes). */
+static void stream_uniform(struct stream *s, size_t n, uint32_t plen, uint64_t seed)
+{
+	struct rng r = {seed};
+	memset(s, 0, sizeof(*s));
+	s->n = n;
+	s->f = calloc(n, sizeof(*s->f));
+	s->size = n * (HDR + (size_t)plen);
+	s->bytes = malloc(s->size ? s->size : 1);
+	assert_non_null(s->f);
+	assert_non_null(s->bytes);
+	for (size_t i = 0; i < n; i++) {
+		struct expect *e = &s->f[i];
+		e->ext = (uint16_t)rnd(&r);
+		e->type = (uint8_t)rnd(&r);
+		e->len = plen;
+		e->off = i * (HDR + (size_t)plen);
+		assert_int_equal(sv2shm_frame_header_encode(s->bytes + e->off, e->ext, e->type, plen), 0);
+		for (size_t j = 0; j < plen; j++)
+			s->bytes[e->off + HDR + j] = (uint8_t)rnd(&r);
+	}
+}
+
+/* A thread writing bytes in pieces of lo..hi bytes, then closing fd. */
+struct chunk_writer {
+	int fd;
+	const uint8_t *bytes;
+	size_t size;
+	size_t lo, hi;
+	uint64_t seed;
+	bool yield;
+	int err;
+};
+
+static void *chunk_writer_main(void *arg)
+{
+	struct chunk_writer *w = arg;
+	struct rng r = {w->seed};
+	size_t pos = 0;
+	while (pos < w->size) {
+		size_t piece = rnd_range(&r, w->lo, w->hi);
+		if (piece > w->size - pos)
+			piece = w->size - pos;
+		ssize_t n = write(w->fd, w->bytes + pos, piece);
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			w->err = -errno;
+			break;
+		}
+		pos += (size_t)n;
+		if (w->yield && rnd(&r) % 2 == 0)
+			sched_yield();
+	}
+	close(w->fd);
+	return NULL;
+}
+
+static struct sv2shm_frame_decoder_stats dstats(const struct sv2shm_frame_decoder *d)
+{
+	struct sv2shm_frame_decoder_stats st;
+	memset(&st, 0xee, sizeof(st));
+	assert_int_equal(sv2shm_frame_decoder_stats(d, &st), 0);
+	return st;
+}
+
+/* What bulk_decode() saw. */
+struct bulk_seen {
+	size_t adjacent;   /* frames right after the previous one in memory, no read() between */
+	const uint8_t *base; /* the pool region's first byte, from the first POOL frame */
+};
+
+/*
+ * read_fd until the stream ends (or, non-blocking, until no data is left),
+ * giving each frame to the consumer. A frame handed out with no read() since
+ * the previous one was split off the same bytes: it must start right where
+ * the previous one ended (no copy, nothing moved) — when both are in place:
+ * on the sysbuf always, on a pool when both are POOL slices (a pool with no
+ * free slot copies a frame to system memory). A POOL frame must lie in its
+ * slot's range of the region.
+ */
+static int bulk_decode(struct sv2shm_frame_decoder *d, struct consumer *c, int fd, struct bulk_seen *seen)
+{
+	uint64_t last_reads = UINT64_MAX;
+	const uint8_t *last_end = NULL;
+	int last_kind = SV2SHM_SLICE_NONE;
+	for (;;) {
+		struct sv2shm_frame f;
+		memset(&f, 0, sizeof(f));
+		int rc = sv2shm_frame_decoder_read_fd(d, fd, &f);
+		uint64_t reads = dstats(d).reads;
+		if (rc == -EAGAIN) {
+			if (consumer_on_eagain(c) < 0)
+				return -1000;
+			last_reads = UINT64_MAX;
+			continue;
+		}
+		if (rc != 1)
+			return rc;
+		int kind = sv2shm_slice_kind(&f.slice);
+		bool in_place = c->tb->sb || (kind == SV2SHM_SLICE_POOL && last_kind == SV2SHM_SLICE_POOL);
+		if (reads == last_reads && in_place) {
+			if (f.slice.data != last_end) {
+				sv2shm_slice_release(&f.slice);
+				return fail_at(c, c->next, "frame split off the same read is not adjacent to the previous one");
+			}
+			seen->adjacent++;
+		}
+		last_reads = reads;
+		last_end = f.slice.data + f.slice.len;
+		last_kind = kind;
+		if (c->tb->pool && sv2shm_slice_kind(&f.slice) == SV2SHM_SLICE_POOL) {
+			uint64_t off = 0, len = 0;
+			if (sv2shm_pool_slot_range(c->tb->pool, f.slice._slot, &off, &len) != 1 || len != f.slice.len) {
+				sv2shm_slice_release(&f.slice);
+				return fail_at(c, c->next, "POOL frame's slot does not hold it");
+			}
+			if (!seen->base)
+				seen->base = f.slice.data - off;
+			if (f.slice.data - off != seen->base) {
+				sv2shm_slice_release(&f.slice);
+				return fail_at(c, c->next, "POOL frame is not in the pool's region");
+			}
+		}
+		if (consumer_take(c, &f) < 0)
+			return -1000;
+	}
+}
+
+/* A pipe holding `size` (<= 64 KiB) bytes, written before the first read. */
+static void pipe_prewritten(int p[2], const uint8_t *bytes, size_t size)
+{
+	assert_true(size <= 65536); /* a pipe's default capacity */
+	assert_int_equal(pipe(p), 0);
+	write_full(p[1], bytes, size);
+	close(p[1]);
+}
+
+enum { BULK_FRAMES = 2000, PREWRITTEN_FRAMES = 1000, BULK_PAYLOAD = 40 };
+
+/* 2000 frames of 40 bytes from a socketpair written by a thread: every frame
+ * exact, adjacent to the previous one when no read() came between. */
+static void bulk_socketpair_on(struct testbuf *tb, const struct stream *s, struct bulk_seen *seen,
+			       struct sv2shm_frame_decoder_stats *out)
+{
+	struct sv2shm_pool_stats before;
+	stats_of(tb, &before);
+	struct sv2shm_frame_decoder *d = NULL;
+	assert_int_equal(sv2shm_frame_decoder_new(tb->b, 0, &d), 0);
+	struct consumer c;
+	consumer_init(&c, s, tb, 0, 1);
+	int sv[2];
+	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+	struct chunk_writer w = {sv[1], s->bytes, s->size, s->size, s->size, 1, false, 0};
+	pthread_t th;
+	assert_int_equal(pthread_create(&th, NULL, chunk_writer_main, &w), 0);
+	memset(seen, 0, sizeof(*seen));
+	int rc = bulk_decode(d, &c, sv[0], seen);
+	close(sv[0]);
+	assert_int_equal(pthread_join(th, NULL), 0);
+	assert_int_equal(w.err, 0);
+	assert_int_equal(rc, -ENODATA);
+	assert_false(sv2shm_frame_decoder_in_frame(d));
+	consumer_finish(&c, &before);
+	*out = dstats(d);
+	assert_int_equal(out->frames, s->n);
+	assert_int_equal(out->bytes, s->size);
+	/* Each read() can start at most one frame that is not adjacent. */
+	assert_true(seen->adjacent + out->reads >= s->n);
+	if (tb->pool)
+		assert_int_equal(c.n_system, 0);
+	sv2shm_frame_decoder_free(d);
+}
+
+/* The same with all bytes in a pipe before the first read. */
+static void bulk_prewritten_on(struct testbuf *tb, const struct stream *s, struct sv2shm_frame_decoder_stats *out)
+{
+	int p[2];
+	pipe_prewritten(p, s->bytes, s->size);
+	struct sv2shm_pool_stats before;
+	stats_of(tb, &before);
+	struct sv2shm_frame_decoder *d = NULL;
+	assert_int_equal(sv2shm_frame_decoder_new(tb->b, 0, &d), 0);
+	struct consumer c;
+	consumer_init(&c, s, tb, 0, 2);
+	struct bulk_seen seen;
+	memset(&seen, 0, sizeof(seen));
+	assert_int_equal(bulk_decode(d, &c, p[0], &seen), -ENODATA);
+	close(p[0]);
+	consumer_finish(&c, &before);
+	*out = dstats(d);
+	assert_int_equal(out->frames, s->n);
+	assert_int_equal(out->bytes, s->size);
+	sv2shm_frame_decoder_free(d);
+}
+
+static void test_bulk_read_pool(void **state)
+{
+	(void)state;
+	struct stream s;
+	stream_uniform(&s, BULK_FRAMES, BULK_PAYLOAD, g_seed + 1100);
+	struct testbuf tb;
+	pool_open(&tb, 1u << 20, 64, SV2SHM_POOL_FALLBACK);
+	struct bulk_seen seen;
+	struct sv2shm_frame_decoder_stats st;
+	bulk_socketpair_on(&tb, &s, &seen, &st);
+	print_message("pool: %" PRIu64 " reads for %" PRIu64 " frames, %zu adjacent\n", st.reads, st.frames,
+		      seen.adjacent);
+	/* In bulk: at most one read() per 10 frames, the end included. */
+	assert_true(st.reads * 10 <= st.frames);
+	assert_true(seen.adjacent >= BULK_FRAMES - BULK_FRAMES / 10);
+	assert_non_null(seen.base);
+	stream_free(&s);
+
+	/* Everything in the pipe first: one read for all, one for the end. */
+	stream_uniform(&s, PREWRITTEN_FRAMES, BULK_PAYLOAD, g_seed + 1101);
+	bulk_prewritten_on(&tb, &s, &st);
+	assert_int_equal(st.reads, 2);
+	tb_close(&tb);
+	stream_free(&s);
+}
+
+/*
+ * The same on the system-memory buffer: frames exact and split off without
+ * a copy, and read in bulk. The default sysbuf (hint 0) last.
+ */
+static void test_bulk_read_sysbuf(void **state)
+{
+	(void)state;
+	struct stream s;
+	stream_uniform(&s, BULK_FRAMES, BULK_PAYLOAD, g_seed + 1200);
+	struct testbuf tb;
+	struct bulk_seen seen;
+	struct sv2shm_frame_decoder_stats st;
+
+	/* Through a socketpair: exact frames, adjacent within a read. */
+	tb_open(&tb, K_SYSBUF);
+	bulk_socketpair_on(&tb, &s, &seen, &st);
+	print_message("sysbuf(0), socketpair: %" PRIu64 " reads for %" PRIu64 " frames\n", st.reads, st.frames);
+	tb_close(&tb);
+	uint64_t socket_reads = st.reads;
+	stream_free(&s);
+
+	/* Room given up front: one read for everything. */
+	stream_uniform(&s, PREWRITTEN_FRAMES, BULK_PAYLOAD, g_seed + 1201);
+	memset(&tb, 0, sizeof(tb));
+	tb.kind = K_SYSBUF;
+	assert_int_equal(sv2shm_sysbuf_new(256 * 1024, &tb.sb), 0);
+	tb.b = sv2shm_sysbuf_buffer(tb.sb);
+	bulk_prewritten_on(&tb, &s, &st);
+	assert_int_equal(st.reads, 2);
+	tb_close(&tb);
+
+	/* The default sysbuf, everything in the pipe before the first read. */
+	tb_open(&tb, K_SYSBUF);
+	bulk_prewritten_on(&tb, &s, &st);
+	print_message("sysbuf(0), pre-written: %" PRIu64 " reads for %" PRIu64 " frames\n", st.reads, st.frames);
+	tb_close(&tb);
+	stream_free(&s);
+	assert_true(st.reads * 10 <= st.frames);
+	assert_true(socket_reads * 10 <= BULK_FRAMES);
+}
+
+/*
+ * The sysbuf under a consumer that holds the last frame while the next is
+ * read: the buffer's block must stay about the size of what is in flight
+ * (one frame held, reads of at most 256 KiB): at most 512 KiB, however many
+ * bytes stream through (16 MB of 1006-byte frames, 4.6 MB of 46-byte ones).
+ */
+static size_t sysbuf_max_room(size_t nframes, uint32_t plen, uint64_t seed)
+{
+	struct stream s;
+	stream_uniform(&s, nframes, plen, seed);
+	struct testbuf tb;
+	tb_open(&tb, K_SYSBUF);
+	struct sv2shm_pool_stats before;
+	stats_of(&tb, &before);
+	struct sv2shm_frame_decoder *d = NULL;
+	assert_int_equal(sv2shm_frame_decoder_new(tb.b, 0, &d), 0);
+	struct consumer c;
+	consumer_init(&c, &s, &tb, 1, seed);
+	int sv[2];
+	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+	struct chunk_writer w = {sv[1], s.bytes, s.size, 65536, 65536, 1, false, 0};
+	pthread_t th;
+	assert_int_equal(pthread_create(&th, NULL, chunk_writer_main, &w), 0);
+	size_t max_room = 0;
+	int rc;
+	for (;;) {
+		struct sv2shm_frame f;
+		memset(&f, 0, sizeof(f));
+		rc = sv2shm_frame_decoder_read_fd(d, sv[0], &f);
+		if (tb.b->_room > max_room)
+			max_room = tb.b->_room;
+		if (rc != 1 || consumer_take(&c, &f) < 0)
+			break;
+	}
+	close(sv[0]);
+	assert_int_equal(pthread_join(th, NULL), 0);
+	assert_int_equal(w.err, 0);
+	assert_int_equal(rc, -ENODATA);
+	consumer_finish(&c, &before);
+	print_message("sysbuf: %" PRIu64 " reads for %zu frames (%zu bytes), room up to %zu bytes\n", dstats(d).reads,
+		      s.n, s.size, max_room);
+	sv2shm_frame_decoder_free(d);
+	tb_close(&tb);
+	stream_free(&s);
+	return max_room;
+}
+
+static void test_bulk_sysbuf_memory_bounded(void **state)
+{
+	(void)state;
+	size_t big = sysbuf_max_room(16000, 1000, g_seed + 1230);
+	size_t small = sysbuf_max_room(100000, BULK_PAYLOAD, g_seed + 1231);
+	assert_true(big <= 512u * 1024);
+	assert_true(small <= 512u * 1024);
+}
+
+/*
+ * A FALLBACK pool whose only slot is held when a read starts serves that
+ * read from system memory (alloc mode). Once the slot is free again, the
+ * frames that follow must come from the region again and be read in bulk:
+ * the pool leaves alloc mode as soon as a request fits again. Small frames
+ * (40 bytes, a share submission's size), 1.8 MB of them; judged from 8000
+ * frames on (more than one 256 KiB read after the release).
+ */
+static void test_bulk_leaves_alloc_mode(void **state)
+{
+	(void)state;
+	enum { NF = 40000, LATE = 8000 };
+	struct stream s;
+	stream_uniform(&s, NF, BULK_PAYLOAD, g_seed + 1250);
+	struct testbuf tb;
+	pool_open(&tb, 1u << 20, 1, SV2SHM_POOL_FALLBACK);
+	struct sv2shm_pool_stats before;
+	stats_of(&tb, &before);
+	struct sv2shm_frame_decoder *d = NULL;
+	assert_int_equal(sv2shm_frame_decoder_new(tb.b, 0, &d), 0);
+	struct consumer c;
+	consumer_init(&c, &s, &tb, 0, 3);
+	int sv[2];
+	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+	const size_t fl = HDR + BULK_PAYLOAD;
+	write_full(sv[1], s.bytes, fl);
+	struct sv2shm_frame f0, f1;
+	assert_int_equal(sv2shm_frame_decoder_read_fd(d, sv[0], &f0), 1);
+	assert_int_equal(sv2shm_slice_kind(&f0.slice), SV2SHM_SLICE_POOL);
+	assert_memory_equal(f0.slice.data, s.bytes, fl);
+	/* The rest of the stream while frame 0 holds the only slot. */
+	struct chunk_writer w = {sv[1], s.bytes + fl, s.size - fl, 65536, 65536, 1, false, 0};
+	pthread_t th;
+	assert_int_equal(pthread_create(&th, NULL, chunk_writer_main, &w), 0);
+	assert_int_equal(sv2shm_frame_decoder_read_fd(d, sv[0], &f1), 1);
+	assert_int_equal(sv2shm_slice_kind(&f1.slice), SV2SHM_SLICE_SYSTEM);
+	assert_memory_equal(f1.slice.data, s.bytes + fl, fl);
+	assert_int_equal(sv2shm_slice_release(&f0.slice), 0);
+	assert_int_equal(sv2shm_slice_release(&f1.slice), 0);
+	c.next = 2;
+	c.n_pool = 1;
+	c.n_system = 1;
+	/* The pool is empty from now on. */
+	size_t late_pool = 0;
+	int rc;
+	for (;;) {
+		struct sv2shm_frame f;
+		memset(&f, 0, sizeof(f));
+		rc = sv2shm_frame_decoder_read_fd(d, sv[0], &f);
+		if (rc != 1)
+			break;
+		if (c.next >= LATE && sv2shm_slice_kind(&f.slice) == SV2SHM_SLICE_POOL)
+			late_pool++;
+		if (consumer_take(&c, &f) < 0)
+			break;
+	}
+	close(sv[0]);
+	assert_int_equal(pthread_join(th, NULL), 0);
+	assert_int_equal(w.err, 0);
+	assert_int_equal(rc, -ENODATA);
+	struct sv2shm_frame_decoder_stats st = dstats(d);
+	print_message("frames %d.. from the pool: %zu of %d; %" PRIu64 " reads for %d frames\n", LATE, late_pool,
+		      NF - LATE, st.reads, NF);
+	consumer_finish(&c, &before);
+	sv2shm_frame_decoder_free(d);
+	tb_close(&tb);
+	stream_free(&s);
+	assert_true(late_pool * 10 >= (size_t)(NF - LATE) * 9);
+	assert_true(st.reads * 10 <= NF);
+}
+
+/* --- the real Sv2 frames ------------------------------------------------- */
+
+#ifndef SV2_FRAMES_DIR
+#define SV2_FRAMES_DIR "../shared/sv2-frames"
+#endif
+
+/* The frames of SV2_FRAMES_DIR as one stream, in the order of frames.tsv,
+ * with the header fields the table gives. False when the folder is missing. */
+static bool real_frames(struct stream *s)
+{
+	memset(s, 0, sizeof(*s));
+	char path[4096];
+	snprintf(path, sizeof(path), "%s/frames.tsv", SV2_FRAMES_DIR);
+	FILE *tsv = fopen(path, "r");
+	if (!tsv) {
+		print_message("no real frames at %s\n", SV2_FRAMES_DIR);
+		return false;
+	}
+	char line[4096];
+	size_t cap_f = 0, cap_b = 0, rows = 0;
+	assert_non_null(fgets(line, sizeof(line), tsv));
+	assert_int_equal(strncmp(line, "name\t", 5), 0);
+	while (fgets(line, sizeof(line), tsv)) {
+		char *field[12];
+		size_t nf = 0;
+		for (char *save = NULL, *t = strtok_r(line, "\t\n", &save); t && nf < 12; t = strtok_r(NULL, "\t\n", &save))
+			field[nf++] = t;
+		assert_true(nf >= 10);
+		rows++;
+		uint16_t ext = (uint16_t)strtoul(field[5], NULL, 16);
+		unsigned chan = (unsigned)strtoul(field[6], NULL, 10);
+		uint8_t type = (uint8_t)strtoul(field[7], NULL, 16);
+		uint32_t len = (uint32_t)strtoul(field[8], NULL, 10);
+		size_t flen = (size_t)strtoul(field[9], NULL, 10);
+		assert_int_equal(flen, HDR + (size_t)len);
+		assert_int_equal(chan, (ext & SV2SHM_FRAME_CHANNEL_BIT) != 0);
+		if (s->n == cap_f) {
+			cap_f = cap_f ? 2 * cap_f : 64;
+			s->f = realloc(s->f, cap_f * sizeof(*s->f));
+			assert_non_null(s->f);
+		}
+		if (s->size + flen > cap_b) {
+			cap_b = 2 * (s->size + flen);
+			s->bytes = realloc(s->bytes, cap_b);
+			assert_non_null(s->bytes);
+		}
+		snprintf(path, sizeof(path), "%s/frames/%s.bin", SV2_FRAMES_DIR, field[0]);
+		FILE *bin = fopen(path, "rb");
+		if (!bin)
+			print_error("cannot open %s\n", path);
+		assert_non_null(bin);
+		size_t got = fread(s->bytes + s->size, 1, flen + 1, bin);
+		fclose(bin);
+		assert_int_equal(got, flen); /* exactly one frame in the file */
+		struct expect *e = &s->f[s->n++];
+		e->ext = ext;
+		e->type = type;
+		e->len = len;
+		e->off = s->size;
+		s->size += flen;
+	}
+	fclose(tsv);
+	assert_int_equal(rows, s->n);
+	assert_true(s->n >= 30); /* the folder's README: 36 frames */
+	return true;
+}
+
+/* The real frames as one stream, all in the pipe before the first read:
+ * byte for byte, every field as the table says, one read (and the end). */
+static void test_real_frames_bulk(void **state)
+{
+	(void)state;
+	struct stream s;
+	if (!real_frames(&s))
+		skip();
+	print_message("%zu real frames, %zu bytes\n", s.n, s.size);
+	for (size_t ki = 0; ki < sizeof(kinds) / sizeof(kinds[0]); ki++) {
+		struct testbuf tb;
+		tb_open(&tb, kinds[ki]);
+		struct sv2shm_pool_stats before;
+		stats_of(&tb, &before);
+		struct sv2shm_frame_decoder *d = NULL;
+		assert_int_equal(sv2shm_frame_decoder_new(tb.b, 0, &d), 0);
+		struct consumer c;
+		consumer_init(&c, &s, &tb, 0, 7); /* released at once: no copies */
+		int p[2];
+		assert_int_equal(pipe(p), 0);
+		write_full(p[1], s.bytes, s.size);
+		close(p[1]);
+		struct bulk_seen seen;
+		memset(&seen, 0, sizeof(seen));
+		int rc = bulk_decode(d, &c, p[0], &seen);
+		close(p[0]);
+		if (c.failed || rc != -ENODATA)
+			print_error("kind %s, rc %d\n", kind_names[kinds[ki]], rc);
+		assert_int_equal(rc, -ENODATA);
+		consumer_finish(&c, &before);
+		struct sv2shm_frame_decoder_stats st = dstats(d);
+		assert_int_equal(st.frames, s.n);
+		assert_int_equal(st.bytes, s.size);
+		if (tb.pool) {
+			/* Room for all of it: one read, then the end. */
+			assert_int_equal(st.reads, 2);
+			assert_int_equal(seen.adjacent, s.n - 1);
+		}
+		sv2shm_frame_decoder_free(d);
+		tb_close(&tb);
+	}
+	stream_free(&s);
+}
+
+/* The real frames cut in two at every byte: the frames before the cut come
+ * out, in_frame() tells a cut inside a frame, the rest comes after. */
+static void test_real_frames_every_cut(void **state)
+{
+	(void)state;
+	struct stream s;
+	if (!real_frames(&s))
+		skip();
+	struct testbuf tbs[4];
+	for (size_t ki = 0; ki < 4; ki++)
+		tb_open(&tbs[ki], kinds[ki]);
+	size_t fi = 0; /* frames complete before the cut */
+	for (size_t cut = 1; cut < s.size; cut++) {
+		while (fi < s.n && s.f[fi].off + HDR + s.f[fi].len <= cut)
+			fi++;
+		bool boundary = fi < s.n && s.f[fi].off == cut;
+		struct testbuf *tb = &tbs[cut % 4];
+		struct sv2shm_pool_stats before;
+		stats_of(tb, &before);
+		struct sv2shm_frame_decoder *d = NULL;
+		assert_int_equal(sv2shm_frame_decoder_new(tb->b, 0, &d), 0);
+		struct consumer c;
+		consumer_init(&c, &s, tb, 3, cut);
+		int p[2];
+		assert_int_equal(pipe2(p, O_NONBLOCK), 0);
+		write_full(p[1], s.bytes, cut);
+		struct bulk_seen seen;
+		memset(&seen, 0, sizeof(seen));
+		int rc = bulk_decode(d, &c, p[0], &seen);
+		if (rc != 0 || c.next != fi || sv2shm_frame_decoder_in_frame(d) == boundary)
+			print_error("cut at %zu (%s): rc %d, %zu frames out, %zu expected, in_frame %d\n", cut,
+				    kind_names[tb->kind], rc, c.next, fi, sv2shm_frame_decoder_in_frame(d));
+		assert_int_equal(rc, 0);
+		assert_int_equal(c.next, fi);
+		assert_int_equal(sv2shm_frame_decoder_in_frame(d), !boundary);
+		write_full(p[1], s.bytes + cut, s.size - cut);
+		close(p[1]);
+		rc = bulk_decode(d, &c, p[0], &seen);
+		close(p[0]);
+		if (rc != -ENODATA || c.failed)
+			print_error("cut at %zu (%s): rc %d after the rest\n", cut, kind_names[tb->kind], rc);
+		assert_int_equal(rc, -ENODATA);
+		consumer_finish(&c, &before);
+		assert_int_equal(dstats(d).frames, s.n);
+		assert_int_equal(dstats(d).bytes, s.size);
+		sv2shm_frame_decoder_free(d);
+	}
+	for (size_t ki = 0; ki < 4; ki++)
+		tb_close(&tbs[ki]);
+	stream_free(&s);
+}
+
+/* The real frames arriving 1..7 bytes at a time: by hand on a non-blocking
+ * pipe (after each piece, exactly the frames complete so far are out), and
+ * from a writer thread on a blocking pipe. */
+static void test_real_frames_small_pieces(void **state)
+{
+	(void)state;
+	struct stream s;
+	if (!real_frames(&s))
+		skip();
+	for (size_t ki = 0; ki < sizeof(kinds) / sizeof(kinds[0]); ki++) {
+		struct testbuf tb;
+		tb_open(&tb, kinds[ki]);
+		struct sv2shm_pool_stats before;
+		stats_of(&tb, &before);
+		struct sv2shm_frame_decoder *d = NULL;
+		assert_int_equal(sv2shm_frame_decoder_new(tb.b, 0, &d), 0);
+		struct consumer c;
+		consumer_init(&c, &s, &tb, 3, ki);
+		int p[2];
+		assert_int_equal(pipe2(p, O_NONBLOCK), 0);
+		struct rng r = {g_seed + 1300 + ki};
+		size_t pos = 0, fi = 0, pieces = 0;
+		while (pos < s.size && !c.failed) {
+			size_t piece = rnd_range(&r, 1, 7);
+			if (piece > s.size - pos)
+				piece = s.size - pos;
+			write_full(p[1], s.bytes + pos, piece);
+			pos += piece;
+			pieces++;
+			while (fi < s.n && s.f[fi].off + HDR + s.f[fi].len <= pos)
+				fi++;
+			struct bulk_seen seen;
+			memset(&seen, 0, sizeof(seen));
+			assert_int_equal(bulk_decode(d, &c, p[0], &seen), 0);
+			assert_int_equal(c.next, fi);
+			assert_int_equal(sv2shm_frame_decoder_in_frame(d), !(fi < s.n ? s.f[fi].off == pos : true));
+		}
+		close(p[1]);
+		struct bulk_seen seen;
+		memset(&seen, 0, sizeof(seen));
+		assert_int_equal(bulk_decode(d, &c, p[0], &seen), -ENODATA);
+		close(p[0]);
+		consumer_finish(&c, &before);
+		struct sv2shm_frame_decoder_stats st = dstats(d);
+		assert_int_equal(st.frames, s.n);
+		assert_int_equal(st.bytes, s.size);
+		/* Each piece took a read (at least) and a drained one (EAGAIN);
+		 * then the end. */
+		assert_true(st.reads >= 2 * pieces + 1);
+		sv2shm_frame_decoder_free(d);
+
+		/* A writer thread, 1..7 bytes per write(), blocking reads. */
+		stats_of(&tb, &before);
+		assert_int_equal(sv2shm_frame_decoder_new(tb.b, 0, &d), 0);
+		consumer_init(&c, &s, &tb, 3, ki + 10);
+		assert_int_equal(pipe(p), 0);
+		struct chunk_writer w = {p[1], s.bytes, s.size, 1, 7, g_seed + ki, true, 0};
+		pthread_t th;
+		assert_int_equal(pthread_create(&th, NULL, chunk_writer_main, &w), 0);
+		memset(&seen, 0, sizeof(seen));
+		int rc = bulk_decode(d, &c, p[0], &seen);
+		close(p[0]);
+		assert_int_equal(pthread_join(th, NULL), 0);
+		assert_int_equal(w.err, 0);
+		assert_int_equal(rc, -ENODATA);
+		consumer_finish(&c, &before);
+		assert_int_equal(dstats(d).frames, s.n);
+		assert_int_equal(dstats(d).bytes, s.size);
+		sv2shm_frame_decoder_free(d);
+		tb_close(&tb);
+	}
+	stream_free(&s);
+}
+
+/* The real frames cut short, all in one read: the complete frames come out,
+ * then -EPROTO for good (read_fd and feed); before the end, in_frame(). */
+static void test_bulk_truncated(void **state)
+{
+	(void)state;
+	struct stream s;
+	if (!real_frames(&s))
+		skip();
+	size_t picks[] = {1, s.n / 2, s.n - 1};
+	for (size_t pi = 0; pi < 3; pi++) {
+		const struct expect *e = &s.f[picks[pi]];
+		size_t cuts[] = {e->off + 1, e->off + 5, e->off + HDR, e->off + HDR + e->len / 2,
+				 e->off + HDR + e->len - 1};
+		for (size_t ci = 0; ci < sizeof(cuts) / sizeof(cuts[0]); ci++) {
+			size_t cut = cuts[ci];
+			if (cut <= e->off || cut >= e->off + HDR + e->len)
+				continue; /* an empty payload has no middle */
+			struct testbuf tb;
+			tb_open(&tb, kinds[(pi + ci) % 4]);
+			struct sv2shm_frame_decoder *d = NULL;
+			assert_int_equal(sv2shm_frame_decoder_new(tb.b, 0, &d), 0);
+			struct consumer c;
+			consumer_init(&c, &s, &tb, 2, cut);
+			int p[2];
+			assert_int_equal(pipe2(p, O_NONBLOCK), 0);
+			write_full(p[1], s.bytes, cut);
+			struct bulk_seen seen;
+			memset(&seen, 0, sizeof(seen));
+			assert_int_equal(bulk_decode(d, &c, p[0], &seen), 0);
+			assert_int_equal(c.next, picks[pi]);
+			assert_true(sv2shm_frame_decoder_in_frame(d));
+			close(p[1]);
+			struct sv2shm_frame f;
+			assert_int_equal(sv2shm_frame_decoder_read_fd(d, p[0], &f), -EPROTO);
+			assert_int_equal(sv2shm_frame_decoder_read_fd(d, p[0], &f), -EPROTO);
+			size_t used = 99;
+			assert_int_equal(sv2shm_frame_decoder_feed(d, s.bytes, s.size, &used, &f), -EPROTO);
+			assert_int_equal(used, 0);
+			assert_int_equal(dstats(d).frames, picks[pi]);
+			assert_int_equal(dstats(d).bytes, cut);
+			close(p[0]);
+			sv2shm_frame_decoder_free(d);
+			assert_int_equal(sv2shm_buffer_len(tb.b), 0);
+			assert_int_equal(consumer_release_all(&c), 0);
+			assert_int_equal(c.failed, 0);
+			tb_close(&tb);
+		}
+	}
+	stream_free(&s);
+}
+
+/* A header over max_payload after good frames in the same read: the good
+ * frames first (no further read), then -EMSGSIZE for good; also with the
+ * bad header split across two reads. */
+static void test_bulk_msgsize_midstream(void **state)
+{
+	(void)state;
+	enum { GOOD = 50, AFTER = 10 };
+	uint32_t lens[GOOD + 1 + AFTER];
+	for (size_t i = 0; i < GOOD + 1 + AFTER; i++)
+		lens[i] = (uint32_t)((i * 37u) % 1001u);
+	lens[GOOD] = 1001; /* max_payload is 1000 */
+	struct stream s;
+	stream_of(&s, lens, GOOD + 1 + AFTER, g_seed + 1400);
+	for (size_t ki = 0; ki < sizeof(kinds) / sizeof(kinds[0]); ki++) {
+		for (int split_header = 0; split_header < 2; split_header++) {
+			struct testbuf tb;
+			tb_open(&tb, kinds[ki]);
+			struct sv2shm_frame_decoder *d = NULL;
+			assert_int_equal(sv2shm_frame_decoder_new(tb.b, 1000, &d), 0);
+			struct consumer c;
+			consumer_init(&c, &s, &tb, 3, ki);
+			int p[2];
+			assert_int_equal(pipe2(p, O_NONBLOCK), 0);
+			size_t first = split_header ? s.f[GOOD].off + 3 : s.size;
+			write_full(p[1], s.bytes, first);
+			struct bulk_seen seen;
+			memset(&seen, 0, sizeof(seen));
+			int rc = bulk_decode(d, &c, p[0], &seen);
+			if (split_header) {
+				assert_int_equal(rc, 0);
+				assert_true(sv2shm_frame_decoder_in_frame(d));
+				write_full(p[1], s.bytes + first, s.size - first);
+				rc = bulk_decode(d, &c, p[0], &seen);
+			}
+			assert_int_equal(rc, -EMSGSIZE);
+			assert_int_equal(c.next, GOOD);
+			struct sv2shm_frame_decoder_stats st = dstats(d);
+			assert_int_equal(st.frames, GOOD);
+			if (tb.pool && !split_header)
+				assert_int_equal(st.reads, 1); /* all good frames from the one read */
+			/* Permanent, whatever comes next. */
+			struct sv2shm_frame f;
+			assert_int_equal(sv2shm_frame_decoder_read_fd(d, p[0], &f), -EMSGSIZE);
+			size_t used = 99;
+			assert_int_equal(sv2shm_frame_decoder_feed(d, s.bytes, s.size, &used, &f), -EMSGSIZE);
+			assert_int_equal(used, 0);
+			assert_false(sv2shm_frame_decoder_in_frame(d));
+			assert_int_equal(dstats(d).frames, GOOD);
+			assert_int_equal(dstats(d).reads, st.reads);
+			close(p[0]);
+			close(p[1]);
+			sv2shm_frame_decoder_free(d);
+			assert_int_equal(consumer_release_all(&c), 0);
+			assert_int_equal(c.failed, 0);
+			/* The buffer is fine afterwards. */
+			struct sv2shm_slice sl;
+			assert_int_equal(sv2shm_buffer_write_all(tb.b, "ok", 2), 0);
+			assert_int_equal(sv2shm_buffer_get_data_owned(tb.b, &sl), 0);
+			assert_int_equal(sl.len, 2);
+			assert_memory_equal(sl.data, "ok", 2);
+			assert_int_equal(sv2shm_slice_release(&sl), 0);
+			tb_close(&tb);
+		}
+	}
+	stream_free(&s);
+}
+
+static int64_t ms_since(const struct timespec *t0)
+{
+	struct timespec t1;
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	return (int64_t)(t1.tv_sec - t0->tv_sec) * 1000 + (t1.tv_nsec - t0->tv_nsec) / 1000000;
+}
+
+/* Frames read in bulk but no slot for the next one: FAIL says -EAGAIN and
+ * reads nothing more; WAIT times out; FALLBACK copies that frame to system
+ * memory. The pending bytes stay where they were read. */
+static void test_bulk_no_slot(void **state)
+{
+	(void)state;
+	static const uint32_t lens[] = {10, 0, 33, 7, 100, 1};
+	struct stream s;
+	stream_of(&s, lens, 6, g_seed + 1500);
+	struct sv2shm_frame f[6];
+	int p[2];
+
+	/* FAIL, 2 slots. */
+	struct testbuf tb;
+	pool_open(&tb, 4096, 2, SV2SHM_POOL_FAIL);
+	struct sv2shm_frame_decoder *d = NULL;
+	assert_int_equal(sv2shm_frame_decoder_new(tb.b, 0, &d), 0);
+	assert_int_equal(pipe(p), 0);
+	write_full(p[1], s.bytes, s.size);
+	close(p[1]);
+	assert_int_equal(sv2shm_frame_decoder_read_fd(d, p[0], &f[0]), 1);
+	assert_int_equal(sv2shm_frame_decoder_read_fd(d, p[0], &f[1]), 1);
+	assert_ptr_equal(f[1].slice.data, f[0].slice.data + HDR + 10);
+	assert_int_equal(dstats(d).reads, 1);
+	struct sv2shm_frame g;
+	assert_int_equal(sv2shm_frame_decoder_read_fd(d, p[0], &g), -EAGAIN);
+	assert_int_equal(sv2shm_frame_decoder_read_fd(d, p[0], &g), -EAGAIN);
+	assert_true(sv2shm_frame_decoder_in_frame(d));
+	assert_int_equal(dstats(d).reads, 1);
+	assert_int_equal(dstats(d).frames, 2);
+	size_t used = 99;
+	/* feed() is refused the same way, and consumes nothing. */
+	assert_int_equal(sv2shm_frame_decoder_feed(d, s.bytes, 1, &used, &g), -EAGAIN);
+	assert_int_equal(used, 0);
+	assert_memory_equal(f[0].slice.data, s.bytes, HDR + 10);
+	assert_int_equal(sv2shm_slice_release(&f[0].slice), 0);
+	assert_int_equal(sv2shm_frame_decoder_read_fd(d, p[0], &f[2]), 1);
+	assert_int_equal(f[2].msg_length, 33);
+	assert_int_equal(sv2shm_slice_kind(&f[2].slice), SV2SHM_SLICE_POOL);
+	assert_ptr_equal(f[2].slice.data, f[1].slice.data + HDR);
+	assert_memory_equal(f[2].slice.data, s.bytes + s.f[2].off, HDR + 33);
+	assert_memory_equal(f[1].slice.data, s.bytes + s.f[1].off, HDR);
+	assert_int_equal(sv2shm_slice_release(&f[1].slice), 0);
+	for (size_t i = 3; i < 6; i++) {
+		assert_int_equal(sv2shm_frame_decoder_read_fd(d, p[0], &f[i]), 1);
+		assert_memory_equal(f[i].slice.data, s.bytes + s.f[i].off, HDR + lens[i]);
+		assert_ptr_equal(f[i].slice.data, f[i - 1].slice.data + HDR + lens[i - 1]);
+		assert_int_equal(sv2shm_slice_release(&f[i - 1].slice), 0);
+	}
+	assert_int_equal(sv2shm_frame_decoder_read_fd(d, p[0], &g), -ENODATA);
+	assert_int_equal(dstats(d).reads, 2);
+	assert_int_equal(sv2shm_slice_release(&f[5].slice), 0);
+	close(p[0]);
+	sv2shm_frame_decoder_free(d);
+	tb_close(&tb);
+
+	/* WAIT, 1 slot, 30 ms. */
+	memset(&tb, 0, sizeof(tb));
+	tb.kind = K_POOL_BIG;
+	struct sv2shm_pool_options o;
+	memset(&o, 0, sizeof(o));
+	o.capacity = 4096;
+	o.slots = 1;
+	o.policy = SV2SHM_POOL_WAIT;
+	o.wait_timeout_ms = 30;
+	o.wait_spin_us = SV2SHM_SPIN_NONE;
+	assert_int_equal(sv2shm_pool_new(&o, &tb.pool), 0);
+	tb.b = sv2shm_pool_buffer(tb.pool);
+	assert_int_equal(sv2shm_frame_decoder_new(tb.b, 0, &d), 0);
+	assert_int_equal(pipe(p), 0);
+	write_full(p[1], s.bytes, s.size);
+	close(p[1]);
+	assert_int_equal(sv2shm_frame_decoder_read_fd(d, p[0], &f[0]), 1);
+	struct timespec t0;
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	assert_int_equal(sv2shm_frame_decoder_read_fd(d, p[0], &g), -ETIMEDOUT);
+	int64_t ms = ms_since(&t0);
+	assert_true(ms >= 29 && ms < 2000);
+	assert_int_equal(dstats(d).reads, 1);
+	assert_int_equal(sv2shm_slice_release(&f[0].slice), 0);
+	for (size_t i = 1; i < 6; i++) {
+		assert_int_equal(sv2shm_frame_decoder_read_fd(d, p[0], &f[i]), 1);
+		assert_memory_equal(f[i].slice.data, s.bytes + s.f[i].off, HDR + lens[i]);
+		assert_int_equal(sv2shm_slice_release(&f[i].slice), 0);
+	}
+	assert_int_equal(sv2shm_frame_decoder_read_fd(d, p[0], &g), -ENODATA);
+	close(p[0]);
+	sv2shm_frame_decoder_free(d);
+	tb_close(&tb);
+
+	/* FALLBACK, 1 slot: frames 1 and 2 are copies; frame 3 is in the region
+	 * again, where it was read. */
+	pool_open(&tb, 4096, 1, SV2SHM_POOL_FALLBACK);
+	assert_int_equal(sv2shm_frame_decoder_new(tb.b, 0, &d), 0);
+	assert_int_equal(pipe(p), 0);
+	write_full(p[1], s.bytes, s.size);
+	close(p[1]);
+	for (size_t i = 0; i < 3; i++) {
+		assert_int_equal(sv2shm_frame_decoder_read_fd(d, p[0], &f[i]), 1);
+		assert_int_equal(sv2shm_slice_kind(&f[i].slice), i == 0 ? SV2SHM_SLICE_POOL : SV2SHM_SLICE_SYSTEM);
+		assert_int_equal(f[i].slice.len, HDR + lens[i]);
+		assert_memory_equal(f[i].slice.data, s.bytes + s.f[i].off, HDR + lens[i]);
+	}
+	const uint8_t *region0 = f[0].slice.data;
+	assert_int_equal(sv2shm_slice_release(&f[0].slice), 0);
+	assert_int_equal(sv2shm_frame_decoder_read_fd(d, p[0], &f[3]), 1);
+	assert_int_equal(sv2shm_slice_kind(&f[3].slice), SV2SHM_SLICE_POOL);
+	assert_ptr_equal(f[3].slice.data, region0 + s.f[3].off);
+	assert_memory_equal(f[3].slice.data, s.bytes + s.f[3].off, HDR + lens[3]);
+	assert_memory_equal(f[1].slice.data, s.bytes + s.f[1].off, HDR + lens[1]);
+	assert_memory_equal(f[2].slice.data, s.bytes + s.f[2].off, HDR + lens[2]);
+	assert_int_equal(sv2shm_slice_release(&f[3].slice), 0);
+	for (size_t i = 4; i < 6; i++) {
+		assert_int_equal(sv2shm_frame_decoder_read_fd(d, p[0], &f[i]), 1);
+		assert_memory_equal(f[i].slice.data, s.bytes + s.f[i].off, HDR + lens[i]);
+		assert_int_equal(sv2shm_slice_release(&f[i].slice), 0);
+	}
+	assert_int_equal(sv2shm_frame_decoder_read_fd(d, p[0], &g), -ENODATA);
+	assert_int_equal(dstats(d).reads, 2);
+	struct sv2shm_pool_stats st;
+	assert_int_equal(sv2shm_pool_stats(tb.pool, &st), 0);
+	assert_int_equal(st.from_system, 2);
+	assert_int_equal(st.from_pool, 4);
+	assert_int_equal(sv2shm_slice_release(&f[1].slice), 0);
+	assert_int_equal(sv2shm_slice_release(&f[2].slice), 0);
+	close(p[0]);
+	sv2shm_frame_decoder_free(d);
+	tb_close(&tb);
+	stream_free(&s);
+}
+
+/* A full pool with nothing pending: read_fd reads only the next header (6
+ * bytes) into the decoder, so that the end of the stream is still seen; a
+ * frame larger than the whole pool is -ENOBUFS, not permanent. */
+static void test_bulk_full_pool_header_only(void **state)
+{
+	(void)state;
+	static const uint32_t lens[] = {20, 50, 3};
+	struct stream s;
+	stream_of(&s, lens, 3, g_seed + 1600);
+	struct testbuf tb;
+	pool_open(&tb, 4096, 1, SV2SHM_POOL_FAIL);
+	struct sv2shm_frame_decoder *d = NULL;
+	assert_int_equal(sv2shm_frame_decoder_new(tb.b, 0, &d), 0);
+	int p[2];
+	assert_int_equal(pipe2(p, O_NONBLOCK), 0);
+	struct sv2shm_frame a, b, g;
+	write_full(p[1], s.bytes, s.f[1].off);
+	assert_int_equal(sv2shm_frame_decoder_read_fd(d, p[0], &a), 1);
+	assert_int_equal(sv2shm_frame_decoder_read_fd(d, p[0], &g), 0); /* drained */
+	write_full(p[1], s.bytes + s.f[1].off, s.size - s.f[1].off);
+	struct sv2shm_frame_decoder_stats st0 = dstats(d);
+	assert_int_equal(sv2shm_frame_decoder_read_fd(d, p[0], &g), -EAGAIN);
+	struct sv2shm_frame_decoder_stats st1 = dstats(d);
+	assert_int_equal(st1.reads, st0.reads + 1);
+	assert_int_equal(st1.bytes, st0.bytes + HDR); /* the header only */
+	assert_true(sv2shm_frame_decoder_in_frame(d));
+	assert_int_equal(sv2shm_frame_decoder_read_fd(d, p[0], &g), -EAGAIN);
+	assert_int_equal(dstats(d).reads, st1.reads); /* nothing more read */
+	assert_int_equal(sv2shm_slice_release(&a.slice), 0);
+	assert_int_equal(sv2shm_frame_decoder_read_fd(d, p[0], &b), 1);
+	assert_int_equal(b.msg_length, 50);
+	assert_int_equal(b.extension_type, s.f[1].ext);
+	assert_int_equal(b.msg_type, s.f[1].type);
+	assert_memory_equal(b.slice.data, s.bytes + s.f[1].off, HDR + 50);
+	assert_int_equal(sv2shm_slice_release(&b.slice), 0);
+	assert_int_equal(sv2shm_frame_decoder_read_fd(d, p[0], &b), 1);
+	assert_memory_equal(b.slice.data, s.bytes + s.f[2].off, HDR + 3);
+	/* Full again (b is live), nothing pending: the end is seen. */
+	close(p[1]);
+	assert_int_equal(sv2shm_frame_decoder_read_fd(d, p[0], &g), -ENODATA);
+	assert_false(sv2shm_frame_decoder_in_frame(d));
+	close(p[0]);
+	sv2shm_frame_decoder_free(d);
+
+	/* Full, and the stream ends 3 bytes into a header: the 3 bytes are
+	 * kept (-EAGAIN); once there is room, the end is a truncation. */
+	assert_int_equal(sv2shm_frame_decoder_new(tb.b, 0, &d), 0);
+	assert_int_equal(pipe(p), 0);
+	write_full(p[1], s.bytes, 3);
+	close(p[1]);
+	assert_int_equal(sv2shm_frame_decoder_read_fd(d, p[0], &g), -EAGAIN);
+	assert_true(sv2shm_frame_decoder_in_frame(d));
+	assert_int_equal(sv2shm_frame_decoder_read_fd(d, p[0], &g), -EAGAIN);
+	assert_int_equal(sv2shm_slice_release(&b.slice), 0);
+	assert_int_equal(sv2shm_frame_decoder_read_fd(d, p[0], &g), -EPROTO);
+	close(p[0]);
+	sv2shm_frame_decoder_free(d);
+	tb_close(&tb);
+
+	/* Larger than the whole pool, in the middle of a bulk read. */
+	static const uint32_t big_lens[] = {5, 2000};
+	struct stream bs;
+	stream_of(&bs, big_lens, 2, g_seed + 1700);
+	pool_open(&tb, 1000, 4, SV2SHM_POOL_FAIL);
+	assert_int_equal(sv2shm_frame_decoder_new(tb.b, 0, &d), 0);
+	assert_int_equal(pipe(p), 0);
+	write_full(p[1], bs.bytes, bs.size);
+	close(p[1]);
+	assert_int_equal(sv2shm_frame_decoder_read_fd(d, p[0], &a), 1);
+	assert_memory_equal(a.slice.data, bs.bytes, HDR + 5);
+	assert_int_equal(sv2shm_slice_release(&a.slice), 0);
+	assert_int_equal(sv2shm_frame_decoder_read_fd(d, p[0], &g), -ENOBUFS);
+	assert_true(sv2shm_frame_decoder_in_frame(d));
+	assert_int_equal(sv2shm_frame_decoder_read_fd(d, p[0], &g), -ENOBUFS);
+	close(p[0]);
+	sv2shm_frame_decoder_free(d);
+	tb_close(&tb);
+	stream_free(&bs);
+	stream_free(&s);
+}
+
+/* read_fd() leaves frames pending; feed() hands them out first (consuming
+ * nothing), then goes on with its own input — whatever the pending tail is:
+ * nothing, part of a header, a whole header, part of a payload. */
+static void test_bulk_then_feed(void **state)
+{
+	(void)state;
+	static const uint32_t lens[] = {12, 0, 40, 7, 300, 25, 0, 9};
+	enum { NF = 8, TAIL_FRAME = 5 };
+	struct stream s;
+	stream_of(&s, lens, NF, g_seed + 1800);
+	const struct expect *et = &s.f[TAIL_FRAME];
+	size_t tails[] = {0, 3, HDR, HDR + 10, HDR + et->len - 1};
+	for (size_t ki = 0; ki < sizeof(kinds) / sizeof(kinds[0]); ki++) {
+		for (size_t ti = 0; ti < sizeof(tails) / sizeof(tails[0]); ti++) {
+			struct testbuf tb;
+			tb_open(&tb, kinds[ki]);
+			struct sv2shm_pool_stats before;
+			stats_of(&tb, &before);
+			struct sv2shm_frame_decoder *d = NULL;
+			assert_int_equal(sv2shm_frame_decoder_new(tb.b, 0, &d), 0);
+			struct consumer c;
+			consumer_init(&c, &s, &tb, 3, ti);
+			int p[2];
+			assert_int_equal(pipe2(p, O_NONBLOCK), 0);
+			size_t split = et->off + tails[ti];
+			write_full(p[1], s.bytes, split);
+			struct sv2shm_frame f;
+			assert_int_equal(sv2shm_frame_decoder_read_fd(d, p[0], &f), 1);
+			/* What the read took from the pipe: all of it on a pool (room
+			 * for it); the stream goes on from there, by feed(). */
+			size_t pos = (size_t)dstats(d).bytes, read_bytes = pos;
+			if (tb.pool)
+				assert_int_equal(pos, split);
+			size_t complete = 0;
+			while (complete < NF && s.f[complete].off + HDR + s.f[complete].len <= pos)
+				complete++;
+			assert_true(complete >= 1);
+			if (tb.pool)
+				assert_int_equal(complete, TAIL_FRAME);
+			const uint8_t *prev_end = f.slice.data + f.slice.len;
+			int prev_kind = sv2shm_slice_kind(&f.slice);
+			assert_int_equal(consumer_take(&c, &f), 0);
+			if (complete < NF && pos > s.f[complete].off)
+				assert_true(sv2shm_frame_decoder_in_frame(d)); /* a partial frame is pending */
+			/* feed(): the pending complete frames, consuming nothing, split
+			 * off right after each other. */
+			size_t used;
+			while (c.next < complete) {
+				used = 99;
+				memset(&f, 0, sizeof(f));
+				int rc = sv2shm_frame_decoder_feed(d, s.bytes + pos, s.size - pos, &used, &f);
+				if (rc == -EAGAIN) {
+					assert_int_equal(used, 0);
+					assert_int_equal(consumer_on_eagain(&c), 0);
+					prev_kind = SV2SHM_SLICE_NONE;
+					continue;
+				}
+				if (rc != 1 || used != 0)
+					print_error("kind %s, tail %zu: pending frame %zu: feed returned %d, consumed %zu\n",
+						    kind_names[kinds[ki]], tails[ti], c.next, rc, used);
+				assert_int_equal(rc, 1);
+				assert_int_equal(used, 0);
+				int k = sv2shm_slice_kind(&f.slice);
+				if (tb.sb || (k == SV2SHM_SLICE_POOL && prev_kind == SV2SHM_SLICE_POOL))
+					assert_ptr_equal(f.slice.data, prev_end);
+				prev_end = f.slice.data + f.slice.len;
+				prev_kind = k;
+				assert_int_equal(consumer_take(&c, &f), 0);
+			}
+			/* Then the frame in the pending tail, completed from feed()'s
+			 * input, and the rest: each call consumes up to its frame's end. */
+			while (c.next < NF) {
+				used = 99;
+				memset(&f, 0, sizeof(f));
+				int rc = sv2shm_frame_decoder_feed(d, s.bytes + pos, s.size - pos, &used, &f);
+				assert_true(used <= s.size - pos);
+				pos += used;
+				if (rc == -EAGAIN) {
+					assert_int_equal(consumer_on_eagain(&c), 0);
+					continue;
+				}
+				if (rc != 1)
+					print_error("kind %s, tail %zu: frame %zu: feed returned %d\n", kind_names[kinds[ki]],
+						    tails[ti], c.next, rc);
+				assert_int_equal(rc, 1);
+				assert_int_equal(pos, s.f[c.next].off + HDR + s.f[c.next].len);
+				assert_int_equal(consumer_take(&c, &f), 0);
+			}
+			assert_int_equal(pos, s.size);
+			assert_false(sv2shm_frame_decoder_in_frame(d));
+			close(p[1]);
+			if (read_bytes == split)
+				assert_int_equal(sv2shm_frame_decoder_read_fd(d, p[0], &f), -ENODATA);
+			close(p[0]);
+			struct sv2shm_frame_decoder_stats st = dstats(d);
+			assert_int_equal(st.frames, NF);
+			assert_int_equal(st.bytes, read_bytes);
+			if (c.failed)
+				print_error("kind %s, tail %zu\n", kind_names[kinds[ki]], tails[ti]);
+			consumer_finish(&c, &before);
+			sv2shm_frame_decoder_free(d);
+			tb_close(&tb);
+		}
+	}
+	stream_free(&s);
+}
+
+/* feed() staged part of a header, or a header and part of a payload; then
+ * read_fd() reads the rest and many more frames at once. */
+static void test_feed_then_bulk(void **state)
+{
+	(void)state;
+	enum { NF = 40 };
+	uint32_t lens[NF];
+	for (size_t i = 0; i < NF; i++)
+		lens[i] = (uint32_t)((i * 53u) % 200u);
+	lens[0] = 60;
+	lens[20] = 80;
+	struct stream s;
+	stream_of(&s, lens, NF, g_seed + 1900);
+	for (size_t ki = 0; ki < sizeof(kinds) / sizeof(kinds[0]); ki++) {
+		struct testbuf tb;
+		tb_open(&tb, kinds[ki]);
+		struct sv2shm_pool_stats before;
+		stats_of(&tb, &before);
+		struct sv2shm_frame_decoder *d = NULL;
+		assert_int_equal(sv2shm_frame_decoder_new(tb.b, 0, &d), 0);
+		struct consumer c;
+		consumer_init(&c, &s, &tb, 0, 1);
+		int p[2];
+		assert_int_equal(pipe2(p, O_NONBLOCK), 0);
+		struct sv2shm_frame f;
+		size_t used;
+
+		/* 3 header bytes by feed, frames 0..19 through the pipe. */
+		assert_int_equal(sv2shm_frame_decoder_feed(d, s.bytes, 3, &used, &f), 0);
+		assert_int_equal(used, 3);
+		write_full(p[1], s.bytes + 3, s.f[20].off - 3);
+		struct bulk_seen seen;
+		memset(&seen, 0, sizeof(seen));
+		assert_int_equal(bulk_decode(d, &c, p[0], &seen), 0);
+		assert_int_equal(c.next, 20);
+		assert_false(sv2shm_frame_decoder_in_frame(d));
+		if (tb.pool)
+			assert_int_equal(seen.adjacent, 19); /* one read for all of them */
+
+		/* Header and 30 payload bytes of frame 20 by feed, the rest of the
+		 * stream through the pipe. */
+		size_t pos = s.f[20].off;
+		assert_int_equal(sv2shm_frame_decoder_feed(d, s.bytes + pos, HDR + 30, &used, &f), 0);
+		assert_int_equal(used, HDR + 30);
+		assert_true(sv2shm_frame_decoder_in_frame(d));
+		pos += used;
+		write_full(p[1], s.bytes + pos, s.size - pos);
+		close(p[1]);
+		memset(&seen, 0, sizeof(seen));
+		assert_int_equal(bulk_decode(d, &c, p[0], &seen), -ENODATA);
+		close(p[0]);
+		if (tb.pool)
+			assert_int_equal(seen.adjacent, NF - 21);
+		struct sv2shm_frame_decoder_stats st = dstats(d);
+		assert_int_equal(st.frames, NF);
+		assert_int_equal(st.bytes, s.size - 3 - HDR - 30);
+		if (tb.pool)
+			assert_int_equal(st.reads, 4); /* data, EAGAIN; data, end */
+		consumer_finish(&c, &before);
+		sv2shm_frame_decoder_free(d);
+		tb_close(&tb);
+	}
+	stream_free(&s);
+}
+
+/* The decoder's counts, and its argument checks. */
+static void test_decoder_stats(void **state)
+{
+	(void)state;
+	struct testbuf tb;
+	tb_open(&tb, K_POOL_BIG);
+	struct sv2shm_frame_decoder *d = NULL;
+	assert_int_equal(sv2shm_frame_decoder_new(tb.b, 0, &d), 0);
+	struct sv2shm_frame_decoder_stats st;
+	assert_int_equal(sv2shm_frame_decoder_stats(NULL, &st), -EINVAL);
+	assert_int_equal(sv2shm_frame_decoder_stats(d, NULL), -EINVAL);
+	st = dstats(d);
+	assert_int_equal(st.reads, 0);
+	assert_int_equal(st.bytes, 0);
+	assert_int_equal(st.frames, 0);
+	static const uint32_t lens[] = {4, 0, 9};
+	struct stream s;
+	stream_of(&s, lens, 3, g_seed + 2000);
+	struct sv2shm_frame f;
+	size_t used, pos = 0;
+	/* feed() counts frames, not reads. */
+	for (size_t i = 0; i < 3; i++) {
+		assert_int_equal(sv2shm_frame_decoder_feed(d, s.bytes + pos, s.size - pos, &used, &f), 1);
+		pos += used;
+		assert_int_equal(sv2shm_slice_release(&f.slice), 0);
+	}
+	st = dstats(d);
+	assert_int_equal(st.frames, 3);
+	assert_int_equal(st.reads, 0);
+	assert_int_equal(st.bytes, 0);
+	/* read_fd(): an EAGAIN read counts, and so does the end. */
+	int p[2];
+	assert_int_equal(pipe2(p, O_NONBLOCK), 0);
+	assert_int_equal(sv2shm_frame_decoder_read_fd(d, p[0], &f), 0);
+	assert_int_equal(dstats(d).reads, 1);
+	write_full(p[1], s.bytes, s.size);
+	close(p[1]);
+	for (size_t i = 0; i < 3; i++) {
+		assert_int_equal(sv2shm_frame_decoder_read_fd(d, p[0], &f), 1);
+		assert_int_equal(sv2shm_slice_release(&f.slice), 0);
+	}
+	assert_int_equal(sv2shm_frame_decoder_read_fd(d, p[0], &f), -ENODATA);
+	close(p[0]);
+	st = dstats(d);
+	assert_int_equal(st.frames, 6);
+	assert_int_equal(st.reads, 3);
+	assert_int_equal(st.bytes, s.size);
+	sv2shm_frame_decoder_free(d);
+	tb_close(&tb);
+	stream_free(&s);
+}
+
 int main(void)
 {
 	const char *env = getenv("SV2SHM_TEST_SEED");
@@ -1420,6 +2617,20 @@ int main(void)
 		cmocka_unit_test(test_zero_length_frames),
 		cmocka_unit_test(test_fail_policy_full_pool),
 		cmocka_unit_test(test_free_mid_frame),
+		cmocka_unit_test(test_decoder_stats),
+		cmocka_unit_test(test_bulk_read_pool),
+		cmocka_unit_test(test_bulk_read_sysbuf),
+		cmocka_unit_test(test_bulk_sysbuf_memory_bounded),
+		cmocka_unit_test(test_bulk_leaves_alloc_mode),
+		cmocka_unit_test(test_real_frames_bulk),
+		cmocka_unit_test(test_real_frames_every_cut),
+		cmocka_unit_test(test_real_frames_small_pieces),
+		cmocka_unit_test(test_bulk_truncated),
+		cmocka_unit_test(test_bulk_msgsize_midstream),
+		cmocka_unit_test(test_bulk_no_slot),
+		cmocka_unit_test(test_bulk_full_pool_header_only),
+		cmocka_unit_test(test_bulk_then_feed),
+		cmocka_unit_test(test_feed_then_bulk),
 		/* Last: it trips UBSan while frame.c memcpy()s from a NULL source. */
 		cmocka_unit_test(test_feed_null_empty_input),
 	};

@@ -5,6 +5,11 @@
  *   - get_writable() of a random length (0 .. 2*capacity+8), in one or several
  *     chunks, or sv2shm_buffer_write(), filled with random bytes;
  *   - take (get_data_owned);
+ *   - split (split_owned) of a random n, valid (1 .. what is left after the
+ *     start) or not (0, or more than is left: -EINVAL, nothing changes); a
+ *     piece is taken where it was written (or, FALLBACK with no free slot,
+ *     copied to system memory) and the rest stays in place, without a slot:
+ *     under FAIL a later split or take of it may be refused with -EAGAIN;
  *   - release of a random live slice;
  *   - danger_set_start() with a valid or an invalid index;
  *   - release of an already released copy (or of the cleared original):
@@ -110,6 +115,7 @@ struct model {
 	/* pending slice */
 	uint8_t *pend;
 	size_t pend_len, pend_cap, start;
+	bool pend_noslot; /* the rest of a split: in the region, no slot yet */
 	/* live slices */
 	struct live_slice live[MAX_LIVE];
 	unsigned nlive;
@@ -123,6 +129,7 @@ struct model {
 	/* coverage, summed over a run */
 	uint64_t cov_front_steps, cov_alloc_steps, cov_estale, cov_ealready, cov_refused_writes, cov_busy;
 	uint64_t cov_moves, cov_switches, cov_resets;
+	uint64_t cov_splits, cov_split_rest, cov_split_rest_moved, cov_split_copies, cov_split_eagain, cov_split_einval, cov_take_eagain;
 	/* counters */
 	uint64_t taken_pool, taken_system, taken_empty, refused, ids;
 	/* region base, once a pool slice showed it */
@@ -480,9 +487,17 @@ static bool op_take(struct model *m)
 	struct live_slice *ls = &m->live[m->nlive];
 	memset(ls, 0, sizeof(*ls));
 	int r = sv2shm_buffer_get_data_owned(m->b, &ls->s);
-	if (r != 0)
-		return mfail(m, "get_data_owned returned %d", r);
 	size_t len = m->pend_len - m->start;
+	if (r == -EAGAIN && m->policy == SV2SHM_POOL_FAIL && m->pend_noslot && len > 0 && m->pool_live > 0) {
+		/* The rest of a split has no slot, and every slot is live (or
+		 * kept by a live slice further along its run). Nothing changes. */
+		mlog(m, "take of %zu bytes (rest of a split): -EAGAIN with %u pool slices live", len, m->pool_live);
+		m->cov_take_eagain++;
+		return true;
+	}
+	if (r != 0)
+		return mfail(m, "get_data_owned returned %d (%zu bytes, start %zu, rest of a split: %s)", r, len,
+			     m->start, m->pend_noslot ? "yes" : "no");
 	int k = sv2shm_slice_kind(&ls->s);
 	ls->id = ++m->ids;
 	mlog(m, "take #%" PRIu64 ": %zu bytes (start %zu) -> %s slot %u", ls->id, len, m->start, kind_name(k),
@@ -517,7 +532,126 @@ static bool op_take(struct model *m)
 	m->live_bytes += len;
 	m->pend_len = 0;
 	m->start = 0;
+	m->pend_noslot = false;
 	log_state(m, "after take");
+	return true;
+}
+
+static bool op_split(struct model *m)
+{
+	if (m->nlive == MAX_LIVE)
+		return true;
+	size_t avail = m->pend_len - m->start;
+	bool valid = avail > 0 && rnd_below(&m->rng, 6) != 0;
+	size_t n;
+	if (valid) {
+		/* Mostly small pieces (frames), sometimes all of it. */
+		uint64_t r = rnd_below(&m->rng, 10);
+		n = r == 0 ? avail : r < 6 ? rnd_range(&m->rng, 1, avail < 16 ? avail : 16) : rnd_range(&m->rng, 1, avail);
+	} else {
+		n = rnd_below(&m->rng, 3) == 0 ? 0 : avail + 1 + (size_t)rnd_below(&m->rng, 9);
+	}
+	struct live_slice *ls = &m->live[m->nlive];
+	memset(ls, 0, sizeof(*ls));
+	memset(&ls->s, 0x5a, sizeof(ls->s));
+	struct sv2shm_pool_stats before, after;
+	sv2shm_pool_stats(m->p, &before);
+	const uint8_t *v0 = sv2shm_buffer_get_data_by_ref(m->b, SIZE_MAX, NULL);
+	int r = sv2shm_buffer_split_owned(m->b, n, &ls->s);
+	sv2shm_pool_stats(m->p, &after);
+	mlog(m, "split %zu of %zu bytes (start %zu, rest of a split: %s): %d", n, avail, m->start,
+	     m->pend_noslot ? "yes" : "no", r);
+	if (!valid) {
+		if (r != -EINVAL)
+			return mfail(m, "split_owned(%zu) with %zu bytes after the start returned %d, expected -EINVAL", n,
+				     avail, r);
+		if (sv2shm_buffer_last_error(m->b) != -EINVAL)
+			return mfail(m, "split_owned(%zu) refused but last_error is %d", n, sv2shm_buffer_last_error(m->b));
+		if (after.from_pool != before.from_pool || after.from_system != before.from_system ||
+		    after.mask != before.mask)
+			return mfail(m, "refused split_owned(%zu) changed the pool", n);
+		m->cov_split_einval++;
+		return true; /* check_all: len() and the pending bytes unchanged */
+	}
+	if (r == -EAGAIN && m->policy == SV2SHM_POOL_FAIL && m->pend_noslot && m->pool_live > 0) {
+		if (after.from_pool != before.from_pool || after.from_system != before.from_system ||
+		    after.live != before.live)
+			return mfail(m, "split_owned(%zu) refused with -EAGAIN but the pool changed", n);
+		if (sv2shm_buffer_get_data_by_ref(m->b, SIZE_MAX, NULL) != v0)
+			return mfail(m, "split_owned(%zu) refused with -EAGAIN but the pending bytes moved", n);
+		m->cov_split_eagain++;
+		return true;
+	}
+	if (r != 0)
+		return mfail(m, "split_owned(%zu) of %zu bytes (start %zu) returned %d (%s)", n, avail, m->start, r,
+			     sv2shm_strerror(r));
+	int k = sv2shm_slice_kind(&ls->s);
+	ls->id = ++m->ids;
+	mlog(m, "  split #%" PRIu64 ": %zu bytes -> %s slot %u", ls->id, n, kind_name(k), ls->s._slot);
+	if (k == SV2SHM_SLICE_POOL) {
+		if (ls->s.data != v0)
+			return mfail(m, "split #%" PRIu64 " is a POOL slice but not where its bytes were written", ls->id);
+		m->taken_pool++;
+		m->pool_live++;
+		ls->gen = ++m->gen[ls->s._slot < SV2SHM_MAX_SLOTS ? ls->s._slot : 0];
+	} else if (k == SV2SHM_SLICE_SYSTEM) {
+		if (m->policy == SV2SHM_POOL_FAIL)
+			return mfail(m, "FAIL policy split out a SYSTEM slice");
+		if (ls->s.data != v0) {
+			/* A copy: only for a rest that has no slot, with every slot kept. */
+			if (!m->pend_noslot || m->pool_live == 0)
+				return mfail(m, "split #%" PRIu64 " copied to system memory (rest of a split: %s, %u pool "
+					     "slices live)",
+					     ls->id, m->pend_noslot ? "yes" : "no", m->pool_live);
+			m->cov_split_copies++;
+		}
+		m->taken_system++;
+	} else {
+		return mfail(m, "split of %zu bytes gave kind %s", n, kind_name(k));
+	}
+	if (m->cap == 0 && k == SV2SHM_SLICE_POOL)
+		return mfail(m, "capacity 0 split out a POOL slice");
+	if (ls->s.len != n)
+		return mfail(m, "split_owned(%zu) gave %zu bytes", n, ls->s.len);
+	ls->kind = k;
+	ls->len = n;
+	ls->start = m->start;
+	ls->shadow = malloc(n);
+	if (!ls->shadow)
+		return mfail(m, "test out of memory");
+	memcpy(ls->shadow, m->pend + m->start, n);
+	m->nlive++;
+	m->live_bytes += n;
+	m->cov_splits++;
+	size_t used = m->start + n;
+	memmove(m->pend, m->pend + used, m->pend_len - used);
+	m->pend_len -= used;
+	m->start = 0;
+	if (m->pend_len) {
+		/* The rest stays where it is, right after the piece — in the
+		 * region (a POOL piece, or a copy for want of a slot). A rest in
+		 * a system-memory block (alloc mode) may go back into the region
+		 * (copied: pool.c's back_to_pool()); then it is in the region. */
+		const uint8_t *v1 = sv2shm_buffer_get_data_by_ref(m->b, SIZE_MAX, NULL);
+		bool in_region = k == SV2SHM_SLICE_POOL || ls->s.data != v0;
+		if (v1 != v0 + n) {
+			if (in_region)
+				return mfail(m, "the rest of split #%" PRIu64 " is not where it was written (moved by %td)",
+					     ls->id, v1 - (v0 + n));
+			if (m->base && (v1 < m->base || v1 + m->pend_len > m->base + m->cap))
+				return mfail(m, "the rest of split #%" PRIu64 " left its block but not for the region",
+					     ls->id);
+			m->cov_split_rest_moved++;
+		}
+		m->cov_split_rest++;
+		/* Without a slot when in the region (a piece in system memory is
+		 * a copy of a slotless rest, or the rest is in system memory). */
+		if (k == SV2SHM_SLICE_POOL || ls->s.data != v0)
+			m->pend_noslot = true;
+	} else {
+		m->pend_noslot = false;
+	}
+	log_state(m, "after split");
 	return true;
 }
 
@@ -690,7 +824,7 @@ static bool run_seed(struct model *m, unsigned seed_index, unsigned steps, bool 
 		if (x < 34)
 			ok = op_write(m);
 		else if (x < 56)
-			ok = op_take(m);
+			ok = rnd_below(&m->rng, 5) < 2 ? op_split(m) : op_take(m);
 		else if (x < 80)
 			ok = op_release(m);
 		else if (x < 87)
@@ -761,6 +895,8 @@ static void test_model_random(void **state)
 	unsigned failures = 0;
 	uint64_t pool = 0, sys = 0, empty = 0, front = 0, alloc = 0, estale = 0, ealready = 0, refw = 0, busy = 0;
 	uint64_t moves = 0, switches = 0, resets = 0;
+	uint64_t splits = 0, split_rest = 0, split_moved = 0, split_copies = 0, split_eagain = 0, split_einval = 0;
+	uint64_t take_eagain = 0;
 	for (unsigned i = first; i < first + count; i++) {
 		if (!run_seed(m, i, steps, verbose))
 			failures++;
@@ -776,6 +912,13 @@ static void test_model_random(void **state)
 		moves += m->cov_moves;
 		switches += m->cov_switches;
 		resets += m->cov_resets;
+		splits += m->cov_splits;
+		split_rest += m->cov_split_rest;
+		split_moved += m->cov_split_rest_moved;
+		split_copies += m->cov_split_copies;
+		split_eagain += m->cov_split_eagain;
+		split_einval += m->cov_split_einval;
+		take_eagain += m->cov_take_eagain;
 	}
 	printf("model: %u seeds x %u steps (N in {1,2,8,64}, capacity in {0,1,7,64,1000,65536}), %u failing\n"
 	       "  slices: %" PRIu64 " pool, %" PRIu64 " system, %" PRIu64 " empty\n"
@@ -785,6 +928,10 @@ static void test_model_random(void **state)
 	       "; destroy -EBUSY %" PRIu64 "\n",
 	       count, steps, failures, pool, sys, empty, front, alloc, switches, moves, resets, ealready, estale, refw,
 	       busy);
+	printf("  splits %" PRIu64 " (%" PRIu64 " leaving a rest, %" PRIu64 " of them back from system memory; %" PRIu64
+	       " copied for want of a slot), -EINVAL %" PRIu64 ", -EAGAIN %" PRIu64 " (and %" PRIu64
+	       " takes of a slotless rest)\n",
+	       splits, split_rest, split_moved, split_copies, split_einval, split_eagain, take_eagain);
 	free(m);
 	assert_int_equal(failures, 0);
 	/* The generator must reach the interesting paths (full runs only). */
@@ -797,6 +944,12 @@ static void test_model_random(void **state)
 		assert_true(ealready > 0);
 		assert_true(refw > 0);
 		assert_true(busy > 0);
+		assert_true(splits > 0);
+		assert_true(split_rest > 0);
+		assert_true(split_copies > 0);
+		assert_true(split_einval > 0);
+		assert_true(split_eagain > 0);
+		assert_true(take_eagain > 0);
 	}
 }
 

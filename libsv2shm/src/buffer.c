@@ -182,9 +182,7 @@ SV2SHM_API int sv2shm_buffer_split_owned(struct sv2shm_buffer *b, size_t n, stru
 	size_t avail = b->_len - b->_start;
 	if (n == 0 || n > avail)
 		return b->_error = -EINVAL;
-	if (n == avail)
-		return b->_ops->get_data_owned(b, out);
-	int r = b->_ops->split_owned(b, n, out);
+	int r = n == avail ? b->_ops->get_data_owned(b, out) : b->_ops->split_owned(b, n, out);
 	if (r < 0)
 		b->_error = r;
 	return r;

@@ -10,6 +10,7 @@
  * own socket ends, after an epoll_wait bounded by the caller's timeout.
  */
 #include <errno.h>
+#include <sched.h>
 #include <fcntl.h>
 #include <poll.h>
 #include <pthread.h>
@@ -47,6 +48,8 @@ struct sv2shm_consumer {
 	uint32_t tail; /* private copy of ring->tail */
 	unsigned holder;
 	unsigned spin_us;
+	uint64_t spin_ns; /* this recv's spin budget: spin_us, halved after each idle sleep longer
+	                     than spin_us, back to spin_us once a wait was short (see spin()) */
 	bool socket_transport; /* descriptors arrive as DESC messages */
 	bool producer_gone;    /* -EPIPE once the ring is drained */
 	bool broken;           /* the channel was reported broken: -EPIPE from now on */
@@ -176,6 +179,7 @@ SV2SHM_API int sv2shm_consumer_new(int sock, const struct sv2shm_consumer_option
 	c->holder = m.holder;
 	c->socket_transport = (m.flags & SV2SHM_SETUP_SOCKET) != 0;
 	c->spin_us = o && o->spin_us ? o->spin_us : 50;
+	c->spin_ns = c->spin_us == SV2SHM_SPIN_NONE ? 0 : (uint64_t)c->spin_us * 1000u;
 	c->max_overflow = o && o->max_overflow ? o->max_overflow : SV2SHM_DEFAULT_MAX_OVERFLOW;
 	pthread_mutex_init(&c->notify_lock, NULL);
 	/* A FUTEX_WAKE needs the word mapped, not writable: the read-only
@@ -348,6 +352,49 @@ static bool entry_ready(struct sv2shm_consumer *c)
  * consumer_sleeping). A head behind our tail (it lags the entries' own
  * sequence words for a moment) is not news; a head ahead of it, or broken,
  * is (try_pop tells which). */
+/* Pure spinning for this long, then the spin yields the CPU between looks. */
+#define SPIN_PURE_NS 2000u
+
+/*
+ * recv's spin, up to the budget from `start`: a pure spin first (a slice
+ * from a producer on another core arrives within a few hundred ns), then
+ * sched_yield() between looks, so that consumers sharing a core take turns
+ * — each one that has nothing lets the others drain their rings — instead
+ * of burning each other's time slices. A yield with nobody else runnable
+ * returns at once. True when an entry is ready.
+ */
+static bool spin(struct sv2shm_consumer *c, uint64_t start)
+{
+	if (!c->spin_ns)
+		return false;
+	uint64_t until = start + c->spin_ns, pure = start + SPIN_PURE_NS;
+	unsigned i = 0;
+	while (!entry_ready(c)) {
+		cpu_relax();
+		if ((++i & 63u) == 0) {
+			uint64_t now = mono_ns();
+			if (now >= until)
+				return false;
+			if (now >= pure)
+				sched_yield();
+		}
+	}
+	return true;
+}
+
+/* After a sleep of `slept` ns that ended with something to read: an idle
+ * gap longer than the full budget means spinning would not have paid off —
+ * spin half as long next time (down to nothing, so a consumer fed rarely
+ * costs no CPU); a short one means it would have: the full budget again. */
+static void spin_adapt(struct sv2shm_consumer *c, uint64_t slept)
+{
+	uint64_t full = c->spin_us == SV2SHM_SPIN_NONE ? 0 : (uint64_t)c->spin_us * 1000u;
+	if (slept > full)
+		c->spin_ns = c->spin_ns > 2 * SPIN_PURE_NS ? c->spin_ns / 2 : 0;
+	else
+		c->spin_ns = full;
+}
+
 static bool ring_pending(struct sv2shm_consumer *c)
 {
 	uint32_t head = atomic_load_explicit(&c->ring->head, memory_order_seq_cst);
@@ -493,9 +540,11 @@ SV2SHM_API int sv2shm_consumer_recv(struct sv2shm_consumer *c, struct sv2shm_sli
 	}
 	if (c->broken)
 		return -EPIPE; /* reported once already */
-	uint64_t start = 0;
+	uint64_t start = 0, slept_from = 0;
 	for (;;) {
 		int r = try_pop(c, out);
+		if (r == 1 && slept_from)
+			spin_adapt(c, mono_ns() - slept_from);
 		if (r != 0)
 			return r;
 		if (c->producer_gone)
@@ -510,17 +559,10 @@ SV2SHM_API int sv2shm_consumer_recv(struct sv2shm_consumer *c, struct sv2shm_sli
 			start = mono_ns();
 		/* Spin: a cache-line hand-off costs ~0.2 us, a sleeping wake-up
 		 * ~50 us on a small VM. */
-		if (c->spin_us != SV2SHM_SPIN_NONE) {
-			uint64_t until = start + (uint64_t)c->spin_us * 1000u;
-			unsigned i = 0;
-			while (!entry_ready(c)) {
-				cpu_relax();
-				if ((++i & 63u) == 0 && mono_ns() >= until)
-					break;
-			}
-			if (ring_pending(c))
-				continue;
-		}
+		if (!slept_from && (spin(c, start) || ring_pending(c)))
+			continue;
+		if (!slept_from)
+			slept_from = mono_ns();
 		int wait_ms = -1;
 		if (timeout_ms > 0) {
 			uint64_t spent = (mono_ns() - start) / 1000000u;

@@ -31,6 +31,7 @@
  * mask back: it writes it as a view of the slots its runs reference.
  */
 #include <errno.h>
+#include <sched.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -335,15 +336,23 @@ static int wait_for_release(struct sv2shm_pool *p, int64_t deadline /* us */)
 		timeout = left > INT32_MAX ? INT32_MAX : (int)left;
 	}
 	/* A bounded spin first: a release seen here needs no wake-up at all,
-	 * and a cross-core cache-line hand-off is ~100x cheaper than a sleep. */
+	 * and a cross-core cache-line hand-off is ~100x cheaper than a sleep.
+	 * After 2 us it yields the CPU between looks: a consumer that shares
+	 * our core gets to release what we wait for. */
 	if (p->wait_spin_us != SV2SHM_SPIN_NONE) {
-		uint64_t until = mono_ns() + (uint64_t)p->wait_spin_us * 1000u;
+		uint64_t now = mono_ns();
+		uint64_t until = now + (uint64_t)p->wait_spin_us * 1000u, pure = now + 2000u;
 		for (unsigned i = 1;; i++) {
 			if (ends_free(p))
 				return 0;
 			cpu_relax();
-			if ((i & 15u) == 0 && mono_ns() >= until)
-				break;
+			if ((i & 15u) == 0) {
+				now = mono_ns();
+				if (now >= until)
+					break;
+				if (now >= pure)
+					sched_yield();
+			}
 		}
 	}
 	uint64_t t_wait = mono_ns();

@@ -183,7 +183,9 @@ SV2SHM_EXPORT int sv2shm_buffer_get_data_owned(struct sv2shm_buffer *b, struct s
  * start of the next slice (its danger_set_start() index is 0). Nothing is
  * copied on a pool: the piece takes a slot of its own and the rest stays in
  * place, so a reader can fill the buffer with one read() and hand out every
- * complete frame in it. On the system-memory buffer the piece shares the heap
+ * complete frame in it. (In alloc mode, when the bytes are in system memory
+ * already, the rest is copied back into the pool once it fits there again,
+ * so that a reader does not stay in alloc mode for good.) On the system-memory buffer the piece shares the heap
  * block with the rest (reference-counted, freed with its last slice).
  * With n == len() - start this is get_data_owned().
  *
@@ -493,7 +495,8 @@ struct sv2shm_frame_decoder_stats {
 SV2SHM_EXPORT int sv2shm_frame_decoder_stats(const struct sv2shm_frame_decoder *d,
 					     struct sv2shm_frame_decoder_stats *out);
 
-/** True when a frame has been started but not completed. */
+/** True when a frame has been started but not completed, or read_fd() has
+ * bytes read but not handed out yet. */
 SV2SHM_EXPORT bool sv2shm_frame_decoder_in_frame(const struct sv2shm_frame_decoder *d);
 
 /**

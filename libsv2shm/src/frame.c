@@ -167,6 +167,10 @@ SV2SHM_API int sv2shm_frame_decoder_feed(struct sv2shm_frame_decoder *d, const v
 		if (r != 0)
 			return r; /* a frame read_fd() had read already, or an error */
 	}
+	/* A complete frame whose take-out failed earlier (a pool whose slice
+	 * being written has no slot after a split: -EAGAIN, -ETIMEDOUT): retry. */
+	if (d->state == ST_PAYLOAD && d->payload_filled == d->msg_length)
+		return finish(d, out);
 	const uint8_t *src = data;
 	size_t used = 0;
 	if (len == 0 && !(d->state == ST_HEADER && d->hdr_filled == SV2SHM_FRAME_HEADER_SIZE))

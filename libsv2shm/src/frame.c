@@ -307,16 +307,25 @@ static int leave_bulk(struct sv2shm_frame_decoder *d, struct sv2shm_frame *out)
 	return 0;
 }
 
-/* No room in the buffer and nothing pending: read the next header into the
- * decoder (at most 6 bytes, as feed() stages it), so that the end of the
- * stream is still seen and a header is kept for when room comes. Returns
- * `err` (the buffer's retryable error) once a header byte is in, 0 for no
- * data on a non-blocking fd, -ENODATA at the end, or -errno. */
-static int read_header(struct sv2shm_frame_decoder *d, int fd, int err)
+/*
+ * No room in the buffer for the rest of a header: go on as feed() does, with
+ * the header staged in the decoder — the pending bytes (fewer than 6) move
+ * there, the rest of the header is read there — so that the end of the
+ * stream is still seen and the header is kept for when room comes. Then the
+ * header's room is asked for as feed() asks: its errors (retryable, or
+ * -ENOBUFS, with the whole header pending) are returned. Returns 2 when the
+ * payload is awaited (go on in bulk), 1 (an empty frame is in *out), 0 (no
+ * data on a non-blocking fd), or a negative errno.
+ */
+static int read_staged(struct sv2shm_frame_decoder *d, int fd, struct sv2shm_frame *out)
 {
+	struct sv2shm_buffer *b = d->buf;
+	memcpy(d->hdr, b->_base, b->_len);
+	d->hdr_filled = b->_len;
+	b->_len = 0;
 	d->bulk = false;
-	for (;;) {
-		ssize_t n = read(fd, d->hdr, SV2SHM_FRAME_HEADER_SIZE);
+	while (d->hdr_filled < SV2SHM_FRAME_HEADER_SIZE) {
+		ssize_t n = read(fd, d->hdr + d->hdr_filled, SV2SHM_FRAME_HEADER_SIZE - d->hdr_filled);
 		d->stats.reads++;
 		if (n < 0) {
 			if (errno == EINTR)
@@ -324,11 +333,14 @@ static int read_header(struct sv2shm_frame_decoder *d, int fd, int err)
 			return errno == EAGAIN || errno == EWOULDBLOCK ? 0 : -errno;
 		}
 		if (n == 0)
-			return -ENODATA;
+			return d->hdr_filled ? fail(d, -EPROTO) : -ENODATA;
 		d->stats.bytes += (uint64_t)n;
-		d->hdr_filled = (size_t)n;
-		return err;
+		d->hdr_filled += (size_t)n;
 	}
+	int r = header_done(d);
+	if (r < 0)
+		return r;
+	return r == 1 ? finish(d, out) : 2;
 }
 
 SV2SHM_API int sv2shm_frame_decoder_read_fd(struct sv2shm_frame_decoder *d, int fd, struct sv2shm_frame *out)
@@ -355,8 +367,15 @@ SV2SHM_API int sv2shm_frame_decoder_read_fd(struct sv2shm_frame_decoder *d, int 
 			 * the pending bytes, or wait, or fail: retryable). */
 			if (!sv2shm_buffer_get_writable(b, ask)) {
 				int e = sv2shm_buffer_last_error(b);
-				if (have == 0 && e != -EMSGSIZE)
-					return read_header(d, fd, e);
+				if (have < SV2SHM_FRAME_HEADER_SIZE) {
+					r = read_staged(d, fd, out);
+					if (r != 2)
+						return r;
+					r = enter_bulk(d);
+					if (r < 0)
+						return r;
+					continue;
+				}
 				return e == -EMSGSIZE ? -ENOBUFS : e;
 			}
 			b->_len = have;

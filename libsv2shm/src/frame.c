@@ -320,8 +320,10 @@ static int leave_bulk(struct sv2shm_frame_decoder *d, struct sv2shm_frame *out)
 static int read_staged(struct sv2shm_frame_decoder *d, int fd, struct sv2shm_frame *out)
 {
 	struct sv2shm_buffer *b = d->buf;
-	memcpy(d->hdr, b->_base, b->_len);
-	d->hdr_filled = b->_len;
+	/* Either bytes pending in the buffer (bulk) or a header feed() staged,
+	 * never both; together fewer than 6. */
+	memcpy(d->hdr + d->hdr_filled, b->_base, b->_len);
+	d->hdr_filled += b->_len;
 	b->_len = 0;
 	d->bulk = false;
 	while (d->hdr_filled < SV2SHM_FRAME_HEADER_SIZE) {
@@ -350,8 +352,18 @@ SV2SHM_API int sv2shm_frame_decoder_read_fd(struct sv2shm_frame_decoder *d, int 
 	if (d->state == ST_ERROR)
 		return d->error;
 	int r = enter_bulk(d);
-	if (r < 0)
-		return r;
+	if (r < 0) {
+		/* No room for a partial header feed() staged: read the rest of
+		 * it where it is. (A whole header without room: its error.) */
+		if (d->state != ST_HEADER || d->hdr_filled >= SV2SHM_FRAME_HEADER_SIZE)
+			return r;
+		r = read_staged(d, fd, out);
+		if (r != 2)
+			return r;
+		r = enter_bulk(d);
+		if (r < 0)
+			return r;
+	}
 	struct sv2shm_buffer *b = d->buf;
 	for (;;) {
 		size_t need;

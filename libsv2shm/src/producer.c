@@ -712,6 +712,45 @@ static void publish_socket(struct sv2shm_producer *p, const struct sv2shm_desc *
 	}
 }
 
+/* publish_one(): the case it does not take (the general path does). */
+#define PUBLISH_GENERAL 1000
+
+/*
+ * The common case on its own: one consumer, a pool slice, the ring, room in
+ * it and the consumer under its limit — the general path's steps in the
+ * same order, without its loops over consumer sets. Anything else
+ * (a full or broken ring, a consumer at its limit) goes to the general path,
+ * which decides it from scratch.
+ */
+static int publish_one(struct sv2shm_producer *p, struct sv2shm_slice *s, int id, unsigned flags)
+{
+	int b = resolve_id(p, id);
+	if (b < 0)
+		return b;
+	struct link *l = &p->links[b];
+	if (ring_room(p, l) != 0 || at_limit(p, (unsigned)b))
+		return PUBLISH_GENERAL;
+	unsigned slot = s->_slot;
+	uint32_t gen = s->_gen, bit = UINT32_C(1) << b;
+	struct sv2shm_desc d = {.version = SV2SHM_DESC_VERSION,
+				.kind = SV2SHM_DESC_POOL,
+				.slot = (uint16_t)slot,
+				.generation = gen,
+				.region_id = p->region_id,
+				.offset = p->pool.data_off[slot],
+				.length = p->pool.data_len[slot]};
+	p->peers.pub[slot] = bit;
+	atomic_store_explicit(&p->mem.ctl->slots[slot].state, SV2SHM_STATE(gen, bit), memory_order_release);
+	atomic_store_explicit(&p->pool.own_gen[slot], 0u, memory_order_release);
+	memset(s, 0, sizeof(*s));
+	ring_push(p, l, &d);
+	p->peers.held_hint[b]++;
+	pool_count_published(&p->pool, d.length);
+	if (!(flags & SV2SHM_PUBLISH_MORE))
+		wake_link(l);
+	return 0;
+}
+
 SV2SHM_API int sv2shm_producer_publish(struct sv2shm_producer *p, struct sv2shm_slice *s, const int *ids, unsigned n,
 				       unsigned flags)
 {
@@ -723,6 +762,11 @@ SV2SHM_API int sv2shm_producer_publish(struct sv2shm_producer *p, struct sv2shm_
 	if (pool_slice && (s->_slot >= p->pool.nslots ||
 			   atomic_load_explicit(&p->pool.own_gen[s->_slot], memory_order_relaxed) != s->_gen))
 		return -EINVAL; /* not a live slice of ours */
+	if (n == 1 && pool_slice && !p->socket_transport) {
+		int r = publish_one(p, s, ids[0], flags);
+		if (r != PUBLISH_GENERAL)
+			return r;
+	}
 	uint32_t bits = 0;
 	for (unsigned i = 0; i < n; i++) {
 		int b = resolve_id(p, ids[i]);

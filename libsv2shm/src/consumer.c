@@ -640,7 +640,7 @@ SV2SHM_API int sv2shm_consumer_free(struct sv2shm_consumer *c)
 {
 	if (!c)
 		return 0;
-	if (atomic_load_explicit(&c->region->open, memory_order_acquire) != 0)
+	if (region_busy(c->region))
 		return -EBUSY;
 	if (c->client)
 		client_consumer_freed(c->client, c);

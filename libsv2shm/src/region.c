@@ -321,7 +321,6 @@ open:;
 	out->_slot = d.slot;
 	out->_holder = (uint8_t)holder;
 	out->_kind = SV2SHM_SLICE_SHARED;
-	atomic_fetch_add_explicit(&r->open, 1, memory_order_relaxed);
 	return 0;
 }
 
@@ -343,27 +342,40 @@ int region_release_slice(struct sv2shm_region *r, unsigned slot, uint32_t gen)
 	if (slot >= r->nslots)
 		return -EINVAL;
 	uint64_t want = ((uint64_t)gen << 1) | 1u;
-	if (!atomic_compare_exchange_strong_explicit(&r->held[slot], &want, 0, memory_order_acq_rel,
-						     memory_order_acquire))
-		return want == 0 ? -EALREADY : -ESTALE;
+	uint64_t cur = atomic_load_explicit(&r->held[slot], memory_order_acquire);
+	if (cur != want)
+		return cur == 0 ? -EALREADY : -ESTALE;
 	/* Our whole side of the protocol: one store into our own ring, then the
 	 * wake decision (slots.h). After the producer removed us the store is
-	 * harmless: nobody reads it. */
+	 * harmless: nobody reads it. Two releases of copies of this slice
+	 * racing here both record the same generation; one of them wins the
+	 * exchange below. */
 	if (r->ring) {
 		slot_record_release(r->ring, slot, gen);
 		if (r->wake_producer && slot_waiter_needs_wake(&r->ring->waiting, &r->signaled_epoch))
 			r->wake_producer(r);
 	}
-	/* Last touch: sv2shm_consumer_free / region_detach wait for open == 0. */
-	atomic_fetch_sub_explicit(&r->open, 1, memory_order_release);
+	/* Last touch of the region: region_busy() sees the hold until here,
+	 * so detach cannot unmap the ring under the store above. */
+	if (!atomic_compare_exchange_strong_explicit(&r->held[slot], &want, 0, memory_order_acq_rel,
+						     memory_order_acquire))
+		return want == 0 ? -EALREADY : -ESTALE;
 	return 0;
+}
+
+bool region_busy(const struct sv2shm_region *r)
+{
+	for (unsigned s = 0; s < r->nslots; s++)
+		if (atomic_load_explicit(&((struct sv2shm_region *)(uintptr_t)r)->held[s], memory_order_acquire))
+			return true;
+	return false;
 }
 
 SV2SHM_API int sv2shm_region_detach(struct sv2shm_region *r)
 {
 	if (!r)
 		return 0;
-	if (atomic_load_explicit(&r->open, memory_order_acquire) != 0)
+	if (region_busy(r))
 		return -EBUSY;
 	if (r->data)
 		munmap((void *)(uintptr_t)r->data, (size_t)r->cap);

@@ -41,11 +41,10 @@ struct sv2shm_region {
 	uint64_t cap;           /* private copies, checked at attach */
 	unsigned nslots;
 	uint64_t id;
-	_Atomic uint64_t open;  /* SHARED slices opened and not yet released */
 	/* Per slot: (generation << 1) | 1 while this process holds an opened
 	 * slice of it, 0 otherwise. The local truth for double releases and
 	 * duplicate descriptors, whatever the shared state says. */
-	_Atomic uint64_t held[64];
+	_Atomic uint64_t held[64]; /* a slot held, or a release of it still running: busy */
 	/* A consumer's ring (NULL for a region attached by hand): where its
 	 * releases are recorded and the producer's wait epoch is read. */
 	struct sv2shm_ring *ring;
@@ -62,6 +61,9 @@ struct sv2shm_region {
  * record in the control block is not read, see region.c. */
 int region_open_desc(struct sv2shm_region *r, const struct sv2shm_desc *d, unsigned holder, bool from_ring,
 		     struct sv2shm_slice *out);
+/* Is a SHARED slice of r opened and not released (or its release still
+ * running)? Then the region must not be detached. */
+bool region_busy(const struct sv2shm_region *r);
 int region_release_slice(struct sv2shm_region *r, unsigned slot, uint32_t gen);
 
 /* A ring entry stands for one hold the producer gave us: when its

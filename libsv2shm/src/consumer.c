@@ -347,11 +347,6 @@ static bool entry_ready(struct sv2shm_consumer *c)
 	       c->tail + 1u;
 }
 
-/* Is there anything for try_pop() to look at? seq_cst: the sleep's re-check
- * after it announced itself (the producer stores head seq_cst, then reads
- * consumer_sleeping). A head behind our tail (it lags the entries' own
- * sequence words for a moment) is not news; a head ahead of it, or broken,
- * is (try_pop tells which). */
 /* Pure spinning for this long, then the spin yields the CPU between looks. */
 #define SPIN_PURE_NS 2000u
 
@@ -395,6 +390,11 @@ static void spin_adapt(struct sv2shm_consumer *c, uint64_t slept)
 		c->spin_ns = full;
 }
 
+/* Is there anything for try_pop() to look at? seq_cst: the sleep's re-check
+ * after it announced itself (the producer stores head seq_cst, then reads
+ * consumer_sleeping). A head behind our tail (it lags the entries' own
+ * sequence words for a moment) is not news; a head ahead of it, or broken,
+ * is (try_pop tells which). */
 static bool ring_pending(struct sv2shm_consumer *c)
 {
 	uint32_t head = atomic_load_explicit(&c->ring->head, memory_order_seq_cst);

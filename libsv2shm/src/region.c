@@ -7,6 +7,7 @@
  * against its private copy of the region's geometry before touching a byte.
  */
 #include <errno.h>
+#include <sched.h>
 #include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
@@ -246,6 +247,24 @@ fail:
 	return r;
 }
 
+/* held[] words: 0 free, (gen << 1) | 1 held, gen << 1 (gen != 0) a release
+ * of it running (region_release_slice). */
+static bool held_releasing(uint64_t h)
+{
+	return h != 0 && !(h & 1u);
+}
+
+/* Wait while a release of `slot` runs on another thread (its last steps:
+ * the record, the wake decision). */
+static void wait_released(struct sv2shm_region *r, unsigned slot)
+{
+	for (unsigned i = 1; held_releasing(atomic_load_explicit(&r->held[slot], memory_order_acquire)); i++) {
+		cpu_relax();
+		if ((i & 255u) == 0)
+			sched_yield();
+	}
+}
+
 SV2SHM_API int sv2shm_region_open(struct sv2shm_region *r, const uint8_t desc[SV2SHM_DESC_SIZE], unsigned holder,
 				  struct sv2shm_slice *out)
 {
@@ -309,10 +328,19 @@ int region_open_desc(struct sv2shm_region *r, const struct sv2shm_desc *dp, unsi
 	if (e < 0)
 		return e;
 open:;
-	uint64_t want = 0, mine = ((uint64_t)d.generation << 1) | 1u;
-	if (!atomic_compare_exchange_strong_explicit(&r->held[d.slot], &want, mine, memory_order_acq_rel,
-						     memory_order_acquire))
-		return -EEXIST; /* the same descriptor twice: one hold, one slice */
+	uint64_t mine = ((uint64_t)d.generation << 1) | 1u;
+	for (;;) {
+		uint64_t want = 0;
+		if (atomic_compare_exchange_strong_explicit(&r->held[d.slot], &want, mine, memory_order_acq_rel,
+							    memory_order_acquire))
+			break;
+		if (!held_releasing(want))
+			return -EEXIST; /* the same descriptor twice: one hold, one slice */
+		/* The previous generation's release is finishing on another
+		 * thread (the producer saw its record and reused the slot):
+		 * a few instructions, unless that thread is descheduled. */
+		wait_released(r, d.slot);
+	}
 	memset(out, 0, sizeof(*out));
 	out->data = d.length ? (uint8_t *)(uintptr_t)(r->data + d.offset) : NULL;
 	out->len = (size_t)d.length;
@@ -330,6 +358,9 @@ void region_drop_hold(struct sv2shm_region *r, const uint8_t raw[SV2SHM_DESC_SIZ
 	if (!r->ring || sv2shm_desc_decode(raw, &d) < 0 || d.kind != SV2SHM_DESC_POOL || d.region_id != r->id ||
 	    d.slot >= r->nslots || d.generation == 0)
 		return;
+	/* A release of the slot's previous generation still running records
+	 * that generation: let it finish, or it would overwrite ours. */
+	wait_released(r, d.slot);
 	if (atomic_load_explicit(&r->held[d.slot], memory_order_acquire) != 0)
 		return; /* we hold it through a slice we opened: not this entry's */
 	/* A generation we were not given changes nothing: the producer compares
@@ -341,25 +372,27 @@ int region_release_slice(struct sv2shm_region *r, unsigned slot, uint32_t gen)
 {
 	if (slot >= r->nslots)
 		return -EINVAL;
+	/* One exchange claims the release: the hold becomes "releasing"
+	 * (generation << 1, low bit clear). A second release of a copy fails
+	 * here, before it touches anything (-EALREADY). */
 	uint64_t want = ((uint64_t)gen << 1) | 1u;
-	uint64_t cur = atomic_load_explicit(&r->held[slot], memory_order_acquire);
-	if (cur != want)
-		return cur == 0 ? -EALREADY : -ESTALE;
+	if (!atomic_compare_exchange_strong_explicit(&r->held[slot], &want, (uint64_t)gen << 1, memory_order_acq_rel,
+						     memory_order_acquire))
+		return want == 0 || want == (uint64_t)gen << 1 ? -EALREADY : -ESTALE;
 	/* Our whole side of the protocol: one store into our own ring, then the
 	 * wake decision (slots.h). After the producer removed us the store is
-	 * harmless: nobody reads it. Two releases of copies of this slice
-	 * racing here both record the same generation; one of them wins the
-	 * exchange below. */
+	 * harmless: nobody reads it. */
 	if (r->ring) {
 		slot_record_release(r->ring, slot, gen);
 		if (r->wake_producer && slot_waiter_needs_wake(&r->ring->waiting, &r->signaled_epoch))
 			r->wake_producer(r);
 	}
-	/* Last touch of the region: region_busy() sees the hold until here,
-	 * so detach cannot unmap the ring under the store above. */
-	if (!atomic_compare_exchange_strong_explicit(&r->held[slot], &want, 0, memory_order_acq_rel,
-						     memory_order_acquire))
-		return want == 0 ? -EALREADY : -ESTALE;
+	/* Last touch of the region: region_busy() sees the slot until here, so
+	 * detach cannot unmap the ring under the store above; an open of the
+	 * slot's next generation (recv, which may already have it: the
+	 * producer saw the record) waits for it. A plain store: nobody else
+	 * writes a releasing word. */
+	atomic_store_explicit(&r->held[slot], 0, memory_order_release);
 	return 0;
 }
 

@@ -54,8 +54,6 @@ struct sv2shm_region {
 	_Atomic uint32_t signaled_epoch; /* the producer wait epoch already signalled */
 };
 
-/* Release a SHARED slice (sv2shm_slice_release dispatches here): 0, or
- * -EINVAL / -EALREADY / -ESTALE from this process's own records. */
 /* sv2shm_region_open() of a descriptor already decoded (holder 1..31).
  * from_ring: it came from our own ring (the producer's word): the slot
  * record in the control block is not read, see region.c. */
@@ -64,6 +62,8 @@ int region_open_desc(struct sv2shm_region *r, const struct sv2shm_desc *d, unsig
 /* Is a SHARED slice of r opened and not released (or its release still
  * running)? Then the region must not be detached. */
 bool region_busy(const struct sv2shm_region *r);
+/* Release a SHARED slice (sv2shm_slice_release dispatches here): 0, or
+ * -EINVAL / -EALREADY / -ESTALE from this process's own records. */
 int region_release_slice(struct sv2shm_region *r, unsigned slot, uint32_t gen);
 
 /* A ring entry stands for one hold the producer gave us: when its

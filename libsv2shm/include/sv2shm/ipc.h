@@ -337,7 +337,9 @@ SV2SHM_EXPORT const char *sv2shm_producer_notify_name(const struct sv2shm_produc
 
 /** Consumer options; zero-initialise, then set what you need. */
 struct sv2shm_consumer_options {
-	unsigned spin_us;      /**< busy-wait this long before sleeping in recv; 0 = 50 us; use
+	unsigned spin_us;      /**< wait this long before sleeping in recv: 2 us busy, then
+	                            yielding the CPU between looks; halved after each idle gap
+	                            longer than it, back after a short one; 0 = 50 us; use
 	                            SV2SHM_SPIN_NONE to block at once */
 	bool no_io_uring;      /**< use plain syscalls even where io_uring works */
 	uint64_t max_overflow; /**< largest alloc-mode slice accepted, bytes; 0 =
@@ -363,13 +365,19 @@ SV2SHM_EXPORT int sv2shm_consumer_new(int sock, const struct sv2shm_consumer_opt
  * the timeout passes (timeout_ms < 0: forever; 0: do not wait), or the
  * producer is gone. The slice (kind SHARED, or MAPPED for an alloc-mode
  * slice) is readable in place; release it with sv2shm_slice_release() from
- * any thread. Every descriptor is validated (see sv2shm_region_open()).
+ * any thread. Every descriptor is validated: kind, version, region, slot, that
+ * its bytes lie inside the region, and that it does not name a generation
+ * this consumer released already. Entries of the ring are not cross-checked
+ * with the control block's slot record (the producer writes both; see
+ * docs/ARCHITECTURE.md, Trust); descriptors on the socket transport are, as
+ * sv2shm_region_open() does.
  *
  * Never blocks past timeout_ms, whatever the producer does.
  *
  * Returns 1 (slice in *out), 0 (timeout), or
  *   -EPIPE   the producer is gone (or the channel was reported broken) and
- *            nothing is left to read: permanent;
+ *            nothing is left to read, or the producer removed this consumer
+ *            (what is left in its ring is void then): permanent;
  *   -EPROTO  the channel is broken (ring indices out of range): reported
  *            once; the consumer hangs up (so the producer reclaims its holds)
  *            and every later call returns -EPIPE;
@@ -379,7 +387,8 @@ SV2SHM_EXPORT int sv2shm_consumer_new(int sock, const struct sv2shm_consumer_opt
  *             marker with no message or a message with no marker, a memfd
  *             that is not sealed or not of the announced size;
  *   -EMSGSIZE an alloc-mode slice larger than max_overflow;
- *   -ENXIO, -ERANGE, -ESTALE, -EACCES, -ENOENT, -EFAULT, -EEXIST as sv2shm_region_open().
+ *   -ENXIO, -ERANGE, -ESTALE, -ENOENT, -EFAULT, -EEXIST as sv2shm_region_open()
+ *   (-EACCES and a slot record that disagrees: socket transport only).
  */
 SV2SHM_EXPORT int sv2shm_consumer_recv(struct sv2shm_consumer *c, struct sv2shm_slice *out, int timeout_ms);
 

@@ -58,7 +58,8 @@ extern "C" {
 enum sv2shm_slice_kind {
 	SV2SHM_SLICE_NONE = 0,   /**< zeroed or already released: holds nothing */
 	SV2SHM_SLICE_EMPTY = 1,  /**< zero bytes, owns nothing */
-	SV2SHM_SLICE_SYSTEM = 2, /**< its own heap block (system memory) */
+	SV2SHM_SLICE_SYSTEM = 2, /**< a heap block (system memory), reference-counted: slices split
+	                              off one buffer share it; freed with the last of them */
 	SV2SHM_SLICE_POOL = 3,   /**< a slot of a pool's preallocated region */
 	SV2SHM_SLICE_SHARED = 4, /**< a slot of a shared region, received by a consumer (ipc.h) */
 	SV2SHM_SLICE_MAPPED = 5, /**< an alloc-mode slice received in its own memfd (ipc.h) */
@@ -89,8 +90,8 @@ struct sv2shm_slice {
 };
 
 /**
- * Release a slice: its slot (pool) or its heap block (system memory) becomes
- * free. Safe to call from any thread, concurrently with the producer. On
+ * Release a slice: its slot (pool) becomes free, or its reference to a heap
+ * block (system memory) goes (the block is freed with its last reference). Safe to call from any thread, concurrently with the producer. On
  * success the struct is cleared (kind NONE).
  *
  * Returns 0, or

@@ -316,6 +316,81 @@ static bool ends_free(const struct sv2shm_pool *p)
 }
 
 /*
+ * The words whose change can free a slot at an end of a run — what the
+ * wait's spin watches, one load each, instead of running ends_free() (the
+ * whole release protocol) every turn. Too many to watch: `all`, and the spin
+ * runs ends_free() every turn as before.
+ */
+enum { WATCH_MAX = 8 };
+struct end_watch {
+	const _Atomic uint32_t *w32[WATCH_MAX];
+	uint32_t v32[WATCH_MAX];
+	const _Atomic uint64_t *w64[4];
+	uint64_t v64[4];
+	unsigned n32, n64;
+	bool all;
+};
+
+static void watch_slot(const struct sv2shm_pool *p, unsigned s, struct end_watch *w)
+{
+	if (!p->peers) { /* in-process: the holders clear their bits in the state word */
+		if (w->n64 == 4) {
+			w->all = true;
+			return;
+		}
+		w->w64[w->n64] = &p->ctl->slots[s].state;
+		w->v64[w->n64] = atomic_load_explicit(w->w64[w->n64], memory_order_relaxed);
+		w->n64++;
+		return;
+	}
+	/* Shared: our own hold, and the records of the consumers it went to. */
+	uint32_t pub = p->peers->pub[s];
+	for (int b = -1; b < 32; b++) {
+		const _Atomic uint32_t *word;
+		if (b < 0)
+			word = &p->own_gen[s];
+		else if (pub & (UINT32_C(1) << b) && p->peers->released[b])
+			word = &p->peers->released[b][s];
+		else
+			continue;
+		if (w->n32 == WATCH_MAX) {
+			w->all = true;
+			return;
+		}
+		w->w32[w->n32] = word;
+		w->v32[w->n32] = atomic_load_explicit(word, memory_order_relaxed);
+		w->n32++;
+	}
+}
+
+static void watch_ends(const struct sv2shm_pool *p, struct end_watch *w)
+{
+	w->n32 = w->n64 = 0;
+	w->all = false;
+	for (int i = 0; i < 2 && !w->all; i++) {
+		const struct pool_run *r = &p->run[i];
+		if (r->len)
+			watch_slot(p, run_first(r), w);
+		if (r->len > 1 && !w->all)
+			watch_slot(p, run_last(r), w);
+	}
+}
+
+/* Has a watched word changed since watch_ends()? */
+static bool watch_changed(const struct end_watch *w)
+{
+	if (w->all)
+		return true;
+	for (unsigned k = 0; k < w->n32; k++)
+		if (atomic_load_explicit(w->w32[k], memory_order_relaxed) != w->v32[k])
+			return true;
+	for (unsigned k = 0; k < w->n64; k++)
+		if (atomic_load_explicit(w->w64[k], memory_order_relaxed) != w->v64[k])
+			return true;
+	return false;
+}
+
+/*
  * SV2SHM_POOL_WAIT: sleep until a release happens (or the deadline). The
  * producer stores an odd epoch in producer_waiting (and, for a shared pool,
  * in every consumer's ring) — absolute values from its private count, never
@@ -342,11 +417,22 @@ static int wait_for_release(struct sv2shm_pool *p, int64_t deadline /* us */)
 	if (p->wait_spin_us != SV2SHM_SPIN_NONE) {
 		uint64_t now = mono_ns();
 		uint64_t until = now + (uint64_t)p->wait_spin_us * 1000u, pure = now + 2000u;
+		struct end_watch w;
+		watch_ends(p, &w);
+		if (ends_free(p))
+			return 0;
 		for (unsigned i = 1;; i++) {
-			if (ends_free(p))
-				return 0;
+			if (watch_changed(&w)) {
+				/* A record moved: is a slot free now? (A record
+				 * a consumer rewrote for nothing: watch anew.) */
+				if (ends_free(p))
+					return 0;
+				watch_ends(p, &w);
+				if (ends_free(p)) /* a release between the two */
+					return 0;
+			}
 			cpu_relax();
-			if ((i & 15u) == 0) {
+			if ((i & 63u) == 0) {
 				now = mono_ns();
 				if (now >= until)
 					break;

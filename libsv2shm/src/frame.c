@@ -100,6 +100,15 @@ SV2SHM_API int sv2shm_frame_header_encode(uint8_t hdr[SV2SHM_FRAME_HEADER_SIZE],
 	return 0;
 }
 
+/* The buffer refused room: its error, with -EMSGSIZE (a frame larger than
+ * the whole pool) reported as -ENOBUFS, so that it cannot be taken for the
+ * decoder's own permanent -EMSGSIZE (a malformed stream). Retryable. */
+static int room_error(const struct sv2shm_frame_decoder *d)
+{
+	int e = sv2shm_buffer_last_error(d->buf);
+	return e == -EMSGSIZE ? -ENOBUFS : e;
+}
+
 static int fail(struct sv2shm_frame_decoder *d, int err)
 {
 	d->state = ST_ERROR;
@@ -136,14 +145,8 @@ static int header_done(struct sv2shm_frame_decoder *d)
 		return fail(d, -EMSGSIZE);
 	/* Header and payload in one call, so that a pool places the frame once. */
 	uint8_t *w = sv2shm_buffer_get_writable(d->buf, SV2SHM_FRAME_HEADER_SIZE + (size_t)len);
-	if (!w) {
-		/* The header is kept and in_frame() stays true. -EMSGSIZE from the
-		 * buffer (a frame larger than the whole pool) is reported as
-		 * -ENOBUFS, so that it cannot be taken for the decoder's own
-		 * permanent -EMSGSIZE (a malformed stream). */
-		int e = sv2shm_buffer_last_error(d->buf);
-		return e == -EMSGSIZE ? -ENOBUFS : e;
-	}
+	if (!w)
+		return room_error(d); /* the header is kept and in_frame() stays true */
 	memcpy(w, d->hdr, SV2SHM_FRAME_HEADER_SIZE);
 	d->msg_length = len;
 	d->payload = w + SV2SHM_FRAME_HEADER_SIZE;
@@ -260,10 +263,8 @@ static int enter_bulk(struct sv2shm_frame_decoder *d)
 		b->_len = SV2SHM_FRAME_HEADER_SIZE + d->payload_filled;
 	} else if (d->hdr_filled) {
 		uint8_t *w = sv2shm_buffer_get_writable(b, d->hdr_filled);
-		if (!w) {
-			int e = sv2shm_buffer_last_error(b);
-			return e == -EMSGSIZE ? -ENOBUFS : e;
-		}
+		if (!w)
+			return room_error(d);
 		memcpy(w, d->hdr, d->hdr_filled);
 	}
 	d->state = ST_HEADER;
@@ -293,10 +294,8 @@ static int leave_bulk(struct sv2shm_frame_decoder *d, struct sv2shm_frame *out)
 		return 0;
 	}
 	/* Room for the whole frame: the pending bytes may move. */
-	if (!sv2shm_buffer_get_writable(b, need - have)) {
-		int e = sv2shm_buffer_last_error(b);
-		return e == -EMSGSIZE ? -ENOBUFS : e;
-	}
+	if (!sv2shm_buffer_get_writable(b, need - have))
+		return room_error(d);
 	memcpy(d->hdr, b->_base, SV2SHM_FRAME_HEADER_SIZE);
 	d->hdr_filled = SV2SHM_FRAME_HEADER_SIZE;
 	d->msg_length = (uint32_t)(need - SV2SHM_FRAME_HEADER_SIZE);
@@ -378,7 +377,6 @@ SV2SHM_API int sv2shm_frame_decoder_read_fd(struct sv2shm_frame_decoder *d, int 
 			/* Room for the rest of this frame at least (a pool may move
 			 * the pending bytes, or wait, or fail: retryable). */
 			if (!sv2shm_buffer_get_writable(b, ask)) {
-				int e = sv2shm_buffer_last_error(b);
 				if (have < SV2SHM_FRAME_HEADER_SIZE) {
 					r = read_staged(d, fd, out);
 					if (r != 2)
@@ -388,7 +386,7 @@ SV2SHM_API int sv2shm_frame_decoder_read_fd(struct sv2shm_frame_decoder *d, int 
 						return r;
 					continue;
 				}
-				return e == -EMSGSIZE ? -ENOBUFS : e;
+				return room_error(d);
 			}
 			b->_len = have;
 		}

@@ -603,6 +603,27 @@ static void claim(struct sv2shm_pool *p, unsigned s, uint64_t off, uint64_t span
 	out->_kind = SV2SHM_SLICE_POOL;
 }
 
+/* Hand out the first `span` bytes of the pool slice being written (from
+ * _start): in its slot, taking one first if it has none; under FALLBACK with
+ * every slot live, as a copy in system memory. The slice being written has
+ * no slot afterwards. Returns 0 or the policy's error (nothing changed). */
+static int take_piece(struct sv2shm_pool *p, size_t span, struct sv2shm_slice *out)
+{
+	struct sv2shm_buffer *b = &p->buf;
+	int r = p->cur_slot == NO_SLOT ? take_slot(p) : 0;
+	if (r == -ENOSPC) {
+		r = slice_copy_to_system(out, b->_base + b->_start, span - b->_start);
+		if (r == 0)
+			count_system(p, out);
+		return r;
+	}
+	if (r < 0)
+		return r;
+	claim(p, p->cur_slot, p->cur_off, span, b->_start, out);
+	p->cur_slot = NO_SLOT;
+	return 0;
+}
+
 /* Claim the slot of the slice just written and hand it out. */
 static int pool_get_data_owned(struct sv2shm_buffer *b, struct sv2shm_slice *out)
 {
@@ -621,21 +642,9 @@ static int pool_get_data_owned(struct sv2shm_buffer *b, struct sv2shm_slice *out
 		return 0;
 	}
 	/* CUR_POOL: b->_len > 0 implies a place was chosen. */
-	if (p->cur_slot == NO_SLOT) {
-		int r = take_slot(p);
-		if (r == -ENOSPC) { /* FALLBACK with every slot live: a copy */
-			r = slice_copy_to_system(out, b->_base + b->_start, b->_len - b->_start);
-			if (r < 0)
-				return r;
-			count_system(p, out);
-			p->cur = CUR_NONE;
-			buffer_clear(b);
-			return 0;
-		}
-		if (r < 0)
-			return r;
-	}
-	claim(p, p->cur_slot, p->cur_off, b->_len, b->_start, out);
+	int r = take_piece(p, b->_len, out);
+	if (r < 0)
+		return r;
 	p->cur = CUR_NONE;
 	buffer_clear(b);
 	return 0;
@@ -652,14 +661,10 @@ static void back_to_pool(struct sv2shm_pool *p)
 		return;
 	uint8_t *src = b->_base;
 	size_t len = b->_len;
-	struct sys_area keep = p->sys;
 	p->cur = CUR_NONE;
 	tidy(p);
-	uint8_t *w = place(p, len);
-	if (!w) {
+	if (!place(p, len)) { /* changed nothing */
 		p->cur = CUR_SYSTEM;
-		p->sys = keep;
-		b->_base = src;
 		return;
 	}
 	/* place() pointed the buffer at the pool and counted len bytes. */
@@ -680,18 +685,9 @@ static int pool_split_owned(struct sv2shm_buffer *b, size_t n, struct sv2shm_sli
 		back_to_pool(p);
 		return 0;
 	}
-	int r = p->cur_slot == NO_SLOT ? take_slot(p) : 0;
-	if (r == -ENOSPC) { /* FALLBACK with every slot live: the piece is copied */
-		r = slice_copy_to_system(out, b->_base + b->_start, n);
-		if (r < 0)
-			return r;
-		count_system(p, out);
-	} else if (r < 0) {
+	int r = take_piece(p, used, out);
+	if (r < 0)
 		return r;
-	} else {
-		claim(p, p->cur_slot, p->cur_off, used, b->_start, out);
-		p->cur_slot = NO_SLOT;
-	}
 	p->cur_off += used;
 	b->_base += used;
 	b->_room -= used;

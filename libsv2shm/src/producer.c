@@ -712,6 +712,27 @@ static void publish_socket(struct sv2shm_producer *p, const struct sv2shm_desc *
 	}
 }
 
+/* A pool slice goes to the consumers in `to`: its descriptor; the private
+ * record first, then the consumers' view, then our hold goes (the slot is
+ * never free in between); *s is cleared. */
+static struct sv2shm_desc hand_over(struct sv2shm_producer *p, struct sv2shm_slice *s, uint32_t to)
+{
+	unsigned slot = s->_slot;
+	uint32_t gen = s->_gen;
+	struct sv2shm_desc d = {.version = SV2SHM_DESC_VERSION,
+				.kind = SV2SHM_DESC_POOL,
+				.slot = (uint16_t)slot,
+				.generation = gen,
+				.region_id = p->region_id,
+				.offset = p->pool.data_off[slot],
+				.length = p->pool.data_len[slot]};
+	p->peers.pub[slot] = to;
+	atomic_store_explicit(&p->mem.ctl->slots[slot].state, SV2SHM_STATE(gen, to), memory_order_release);
+	atomic_store_explicit(&p->pool.own_gen[slot], 0u, memory_order_release);
+	memset(s, 0, sizeof(*s));
+	return d;
+}
+
 /* publish_one(): the case it does not take (the general path does). */
 #define PUBLISH_GENERAL 1000
 
@@ -730,19 +751,7 @@ static int publish_one(struct sv2shm_producer *p, struct sv2shm_slice *s, int id
 	struct link *l = &p->links[b];
 	if (ring_room(p, l) != 0 || at_limit(p, (unsigned)b))
 		return PUBLISH_GENERAL;
-	unsigned slot = s->_slot;
-	uint32_t gen = s->_gen, bit = UINT32_C(1) << b;
-	struct sv2shm_desc d = {.version = SV2SHM_DESC_VERSION,
-				.kind = SV2SHM_DESC_POOL,
-				.slot = (uint16_t)slot,
-				.generation = gen,
-				.region_id = p->region_id,
-				.offset = p->pool.data_off[slot],
-				.length = p->pool.data_len[slot]};
-	p->peers.pub[slot] = bit;
-	atomic_store_explicit(&p->mem.ctl->slots[slot].state, SV2SHM_STATE(gen, bit), memory_order_release);
-	atomic_store_explicit(&p->pool.own_gen[slot], 0u, memory_order_release);
-	memset(s, 0, sizeof(*s));
+	struct sv2shm_desc d = hand_over(p, s, UINT32_C(1) << b);
 	ring_push(p, l, &d);
 	p->peers.held_hint[b]++;
 	pool_count_published(&p->pool, d.length);
@@ -813,19 +822,7 @@ SV2SHM_API int sv2shm_producer_publish(struct sv2shm_producer *p, struct sv2shm_
 	} else {
 		unsigned slot = s->_slot;
 		uint32_t gen = s->_gen;
-		struct sv2shm_desc d = {.version = SV2SHM_DESC_VERSION,
-					.kind = SV2SHM_DESC_POOL,
-					.slot = (uint16_t)slot,
-					.generation = gen,
-					.region_id = p->region_id,
-					.offset = p->pool.data_off[slot],
-					.length = p->pool.data_len[slot]};
-		/* Private record first, then the consumers' view, then our hold
-		 * goes: the slot is never free in between. */
-		p->peers.pub[slot] = deliver;
-		atomic_store_explicit(&p->mem.ctl->slots[slot].state, SV2SHM_STATE(gen, deliver), memory_order_release);
-		atomic_store_explicit(&p->pool.own_gen[slot], 0u, memory_order_release);
-		memset(s, 0, sizeof(*s));
+		struct sv2shm_desc d = hand_over(p, s, deliver);
 		if (p->socket_transport) {
 			publish_socket(p, &d, deliver, &full, &gone);
 			if (full | gone) {

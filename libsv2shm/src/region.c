@@ -281,53 +281,42 @@ int region_open_desc(struct sv2shm_region *r, const struct sv2shm_desc *dp, unsi
 		     struct sv2shm_slice *out)
 {
 	const struct sv2shm_desc d = *dp;
-	int e = 0;
 	if (d.kind != SV2SHM_DESC_POOL)
 		return -EPROTO;
 	if (d.region_id != r->id)
 		return -ENXIO;
 	if (d.slot >= r->nslots)
 		return -ERANGE;
+	/* Offset and length are bounded by our private capacity. */
+	if (d.offset > r->cap || d.length > r->cap - d.offset)
+		return -EFAULT;
 	if (from_ring) {
 		/* The entry came from our ring, which only the producer fills —
 		 * the same producer that writes the control block, so reading
 		 * its slot record would add no trust, only a cache line moved
-		 * per slice. What protects us is checked: the bytes are inside
-		 * the region, the generation is not one we let go of already;
-		 * an entry the producer voided by removing us is caught by the
-		 * ring's revoked word before we get here. */
-		if (d.offset > r->cap || d.length > r->cap - d.offset)
-			return -EFAULT;
+		 * per slice. An entry the producer voided by removing us is
+		 * caught by the ring's revoked word before we get here. */
 		if (d.generation == 0)
 			return -ESTALE;
-		if (r->ring && atomic_load_explicit(&r->ring->released[d.slot], memory_order_relaxed) == d.generation)
-			return -ENOENT;
-		goto open;
+	} else {
+		/* The state word is the producer's view (consumers cannot write
+		 * the control block): it names the slot's current generation
+		 * and the consumers it went to. */
+		uint64_t st = atomic_load_explicit(&((struct sv2shm_ctl *)(uintptr_t)r->ctl)->slots[d.slot].state,
+						   memory_order_acquire);
+		if (SV2SHM_STATE_GEN(st) != d.generation)
+			return -ESTALE;
+		if (!(SV2SHM_STATE_HOLDERS(st) & (UINT32_C(1) << holder)))
+			return -EACCES;
 	}
-	/* The state word is the producer's view (consumers cannot write the
-	 * control block): it names the slot's current generation and the
-	 * consumers it went to. Offset and length come from the descriptor, which
-	 * only the producer writes too, and are bounded by our private capacity. */
-	uint64_t st = atomic_load_explicit(&((struct sv2shm_ctl *)(uintptr_t)r->ctl)->slots[d.slot].state,
-					   memory_order_acquire);
-	bool ours = (SV2SHM_STATE_HOLDERS(st) & (UINT32_C(1) << holder)) != 0;
-	if (d.offset > r->cap || d.length > r->cap - d.offset)
-		e = -EFAULT;
-	else if (SV2SHM_STATE_GEN(st) != d.generation)
-		e = -ESTALE;
-	else if (!ours)
-		e = -EACCES;
 	/* Our own record: that generation was let go of already (a descriptor
 	 * seen twice, the second time after its release). */
-	else if (r->ring && atomic_load_explicit(&r->ring->released[d.slot], memory_order_relaxed) == d.generation)
-		e = -ENOENT;
+	if (r->ring && atomic_load_explicit(&r->ring->released[d.slot], memory_order_relaxed) == d.generation)
+		return -ENOENT;
 	/* The producer wrote the slot record before the state word (read with
 	 * acquire above); the descriptor must name the same bytes. */
-	else if (r->ctl->slots[d.slot].offset != d.offset || r->ctl->slots[d.slot].length != d.length)
-		e = -EFAULT;
-	if (e < 0)
-		return e;
-open:;
+	if (!from_ring && (r->ctl->slots[d.slot].offset != d.offset || r->ctl->slots[d.slot].length != d.length))
+		return -EFAULT;
 	uint64_t mine = ((uint64_t)d.generation << 1) | 1u;
 	for (;;) {
 		uint64_t want = 0;

@@ -15,6 +15,9 @@
  *   4  wait_epoch_scribbled  a consumer that flips the wait epoch in its ring
  *                            slows only itself: the producer still wakes at
  *                            once on an honest release
+ *      wake_sent_as_wait_begins  the producer's futex wait is queued before
+ *                            any consumer can see that it waits (found by
+ *                            the hostile fuzz target)
  *   5  attach_after_attack   new consumers attach after every attack
  *   6  late_release_replay   the lost-message interleaving, replayed step by
  *                            step: a late release store never touches a
@@ -33,11 +36,13 @@
  *                            datagrams are not hang-ups
  *  13  (frame decoder codes: test_frame.c, pool_too_small)
  */
+#include <linux/futex.h>
 #include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <sys/resource.h>
+#include <sys/syscall.h>
 #include <sys/stat.h>
 
 #include <cmocka.h>
@@ -420,6 +425,94 @@ static void test_wait_epoch_scribbled(void **state)
 	free_consumer(c);
 	mitm_close(&h);
 	destroy_producer(p);
+}
+
+/* A consumer that sees the producer waiting may wake it at once: the one
+ * wake-up of that wait epoch (a consumer wakes the producer once per epoch)
+ * must find the producer's futex wait queued. It did not when the producer
+ * said it waits before it queued the wait: a quick consumer's FUTEX_WAKE
+ * fell into the gap, and when that release freed a slot in the middle of
+ * the run (no room yet), the release that freed the run's end did not wake
+ * again, and the producer slept to the end of its wait slice (the hostile
+ * fuzz target found it: ~1 wait in 30 of one input). Checked directly: the
+ * moment the epoch turns odd, a FUTEX_WAKE on the word the producer waits
+ * on must find a waiter, every time. */
+struct wake_race {
+	struct sv2shm_ring *ring;
+	const struct sv2shm_ctl *ctl;
+	struct sv2shm_slice middle, end;
+	uint64_t t_release;
+	long woken; /* FUTEX_WAKE's count the moment the epoch turned odd */
+};
+
+static void *wake_race_fn(void *argp)
+{
+	struct wake_race *a = argp;
+	uint64_t t0 = ipc_now_ns();
+	while (!(atomic_load(&a->ring->waiting) & 1u) && ipc_now_ns() - t0 < UINT64_C(1000000000))
+		;
+	a->woken = syscall(SYS_futex, (const uint32_t *)(const void *)&a->ctl->release_seq, FUTEX_WAKE, INT32_MAX,
+			   NULL, NULL, 0);
+	/* The wake-up above ended that wait early; the producer waits again. */
+	t0 = ipc_now_ns();
+	while (!(atomic_load(&a->ring->waiting) & 1u) && ipc_now_ns() - t0 < UINT64_C(1000000000))
+		;
+	if (sv2shm_slice_release(&a->middle) != 0)
+		abort();
+	ipc_sleep_ms(5);
+	a->t_release = ipc_now_ns();
+	if (sv2shm_slice_release(&a->end) != 0)
+		abort();
+	return NULL;
+}
+
+static void test_wake_sent_as_wait_begins(void **state)
+{
+	(void)state;
+	enum { ROUNDS = 40 };
+	double worst = 0;
+	bool futex = true;
+	for (int i = 0; i < ROUNDS; i++) {
+		struct sv2shm_producer *p = producer(SV2SHM_POOL_WAIT, 3, 2000, 3, SV2SHM_LIMIT_SKIP);
+		futex = strstr(sv2shm_producer_notify_name(p), "futex") != NULL;
+		struct mitm m;
+		struct sv2shm_consumer *c = mitm_consumer(p, &m, 1);
+		int id = 1;
+		struct sv2shm_slice s[3];
+		for (unsigned k = 0; k < 3; k++) {
+			struct sv2shm_slice x;
+			make(p, k, 100, &x);
+			assert_int_equal(sv2shm_producer_publish(p, &x, &id, 1, 0), 0);
+			assert_int_equal(sv2shm_consumer_recv(c, &s[k], 1000), 1);
+			assert_int_equal(s[k]._slot, k); /* one run: 0 1 2, its ends 0 and 2 */
+		}
+		struct wake_race a = {.ring = m.ring, .ctl = m.ctl, .middle = s[1], .end = s[0], .woken = -1};
+		pthread_t th;
+		assert_int_equal(pthread_create(&th, NULL, wake_race_fn, &a), 0);
+		uint8_t *w = sv2shm_buffer_get_writable(sv2shm_producer_buffer(p), 100);
+		uint64_t t1 = ipc_now_ns();
+		assert_int_equal(pthread_join(th, NULL), 0);
+		assert_non_null(w);
+		if (futex && a.woken != 1)
+			fail_msg("round %d: the producer said it waits before its futex wait was queued (FUTEX_WAKE "
+				 "woke %ld)",
+				 i, a.woken);
+		double lat = (double)(t1 - a.t_release) / 1e6;
+		if (lat > worst)
+			worst = lat;
+		struct sv2shm_slice z;
+		assert_int_equal(sv2shm_buffer_get_data_owned(sv2shm_producer_buffer(p), &z), 0);
+		assert_int_equal(sv2shm_slice_release(&z), 0);
+		assert_int_equal(sv2shm_slice_release(&s[2]), 0);
+		free_consumer(c);
+		mitm_close(&m);
+		destroy_producer(p);
+	}
+	printf("  %s; end released -> producer awake: worst %.3f ms of %d waits (deadline 2000 ms)\n",
+	       futex ? "the futex wait was queued every time the epoch turned odd"
+		     : "no futex wait here (socket wake-ups stay queued in the socket)",
+	       worst, ROUNDS);
+	assert_true(worst < 500.0);
 }
 
 /* --- 6. the lost-message interleaving, replayed ----------------------------------- */
@@ -889,6 +982,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_hang_consumer_release, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_ctl_write_sealed, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_wait_epoch_scribbled, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_wake_sent_as_wait_begins, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_late_release_replay, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_reclaim_while_waiting, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_reclaim_app_polls, setup, teardown),

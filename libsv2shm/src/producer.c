@@ -65,9 +65,10 @@ struct sv2shm_producer {
 	int self_efd; /* never shared: our own threads wake a waiting producer */
 	/* SV2SHM_NOTIFY_FUTEX: the wait is an io_uring FUTEX_WAIT on
 	 * ctl->release_seq (a word only we write, which never changes while we
-	 * wait) queued before our last look for a free slot, plus a poll of
-	 * epfd (hang-ups, the broker, stray datagrams): a FUTEX_WAKE from a
-	 * consumer after that look finds it queued, so no wake-up is lost. */
+	 * wait) queued before we tell the consumers that we wait, plus a poll
+	 * of epfd (hang-ups, the broker, stray datagrams): a consumer wakes us
+	 * only after it saw that, so its FUTEX_WAKE finds the wait queued and
+	 * no wake-up is lost (producer_announce()). */
 	int mech;
 	struct io_uring wring;
 	bool futex_armed, poll_armed;
@@ -318,15 +319,21 @@ static int producer_wait(struct sv2shm_pool *pool, uint32_t seen, int timeout_ms
 }
 
 /* Tell every consumer the wait epoch (odd: waiting). Absolute values. With
- * the futex, the wait is queued here, before the allocator's last look. */
+ * the futex, the wait is queued first: a consumer that sees the odd epoch
+ * wakes us once per epoch, and a FUTEX_WAKE that came before the wait was
+ * queued would be lost with nothing to show for it (release_seq, the word
+ * waited on, does not change) — the wait would run to its deadline while
+ * the consumer's next release, the one that frees a run's end, does not
+ * wake again. Queued before the epoch is out, the wait catches every wake
+ * sent for it; the allocator's last look comes after both. */
 static void producer_announce(struct sv2shm_pool *pool, uint32_t epoch)
 {
 	struct sv2shm_producer *p = pool->owner;
+	if ((epoch & 1u) && p->mech == SV2SHM_NOTIFY_FUTEX)
+		arm_futex_wait(p);
 	for (unsigned b = 1; b <= MAX_CONSUMERS; b++)
 		if (p->links[b].used)
 			atomic_store_explicit(&p->links[b].ring->waiting, epoch, memory_order_seq_cst);
-	if ((epoch & 1u) && p->mech == SV2SHM_NOTIFY_FUTEX)
-		arm_futex_wait(p);
 }
 
 /* A release by another thread of the producer's own process. */

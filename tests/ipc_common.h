@@ -602,6 +602,30 @@ static inline int ipc_make_slice(struct sv2shm_producer *p, uint64_t key, size_t
 	return sv2shm_buffer_get_data_owned(b, out);
 }
 
+/* A slice in slot `slot`, for tests that need a slot reused. A shared pool
+ * hands out the lowest slot it has not used since it last tidied, so a freed
+ * slot comes back only once the others are taken: slices that land elsewhere
+ * are held until one lands in `slot`, then let go. Returns 0, the buffer's
+ * error, or -ENOENT when every free slot was taken and none was `slot`. */
+static inline int ipc_make_slice_in(struct sv2shm_producer *p, uint64_t key, size_t len, unsigned slot,
+				    struct sv2shm_slice *out)
+{
+	struct sv2shm_slice other[64];
+	unsigned n = 0;
+	int r;
+	while ((r = ipc_make_slice(p, key, len, out)) == 0 && out->_slot != slot && n < 64)
+		other[n++] = *out;
+	if (r == 0 && out->_slot != slot) {
+		sv2shm_slice_release(out);
+		r = -ENOENT;
+	}
+	if (r == -EAGAIN && n)
+		r = -ENOENT; /* FAIL: full, and `slot` was not among the free ones */
+	for (unsigned i = 0; i < n; i++)
+		sv2shm_slice_release(&other[i]);
+	return r;
+}
+
 static inline struct sv2shm_pool_stats ipc_stats(struct sv2shm_producer *p)
 {
 	struct sv2shm_pool_stats st;

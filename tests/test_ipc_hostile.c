@@ -540,8 +540,9 @@ static void test_late_release_replay(void **state)
 	assert_int_equal(sv2shm_producer_remove_consumer(p, idy), 0);
 	/* ...reuses the slot for a new slice and publishes it to Z... */
 	struct sv2shm_slice b, sz;
-	make(p, 2, 1000, &b);
-	assert_int_equal(b._slot, slot);
+	int r = ipc_make_slice_in(p, pat_key(SEED, 2), 1000, slot, &b);
+	if (r != 0)
+		fail_msg("making slice 2 in slot %u: %d (%s)", slot, r, sv2shm_strerror(r));
 	assert_true(b._gen != gen);
 	assert_int_equal(sv2shm_producer_publish(p, &b, &idz, 1, 0), 0);
 	/* ...and X's late step lands now, as late as it likes: a replayed store
@@ -960,7 +961,8 @@ static void test_stats_and_empty_datagrams(void **state)
 	}
 	st = ipc_stats(p);
 	assert_int_equal(st.live, 3);
-	assert_int_equal(st.mask, 0x7);
+	assert_int_equal(__builtin_popcountll(st.mask), 3);
+	assert_int_equal(st.mask & ~UINT64_C(0xff), 0); /* 8 slots */
 	for (unsigned i = 0; i < 3; i++)
 		recv_check(c, 10 + i);
 	assert_int_equal(ipc_stats(p).live, 0);

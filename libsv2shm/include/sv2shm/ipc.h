@@ -340,7 +340,8 @@ struct sv2shm_consumer_options {
 	unsigned spin_us;      /**< wait this long before sleeping in recv: 2 us busy, then
 	                            yielding the CPU between looks; halved after each idle gap
 	                            longer than it, back after a short one; 0 = 50 us; use
-	                            SV2SHM_SPIN_NONE to block at once */
+	                            SV2SHM_SPIN_NONE to sleep at once (after one sched_yield(), which
+	                            lets consumers sharing the core run first) */
 	bool no_io_uring;      /**< use plain syscalls even where io_uring works */
 	uint64_t max_overflow; /**< largest alloc-mode slice accepted, bytes; 0 =
 	                            SV2SHM_DEFAULT_MAX_OVERFLOW; larger ones are refused (-EMSGSIZE) */

@@ -459,6 +459,10 @@ static int wait_for_release(struct sv2shm_pool *p, int64_t deadline /* us */)
 	return r == -ETIMEDOUT ? 0 : r; /* the loop checks the deadline itself */
 }
 
+/* How far into a shared pool's region slices may land before a tidy (see
+ * pool_get_writable_slow). */
+#define LAZY_TIDY_SPAN UINT64_C(8192)
+
 /*
  * The slow path of get_writable: the slice being written has no room for
  * `len` more bytes (or has no place yet). Runs once per slice, plus once per
@@ -477,8 +481,22 @@ static void *pool_get_writable_slow(struct sv2shm_buffer *b, size_t len)
 
 	int64_t deadline = -2; /* not computed yet */
 	for (;;) {
+		/* A shared pool writing near the start of its region tidies only
+		 * when the slice does not fit without: tidying reads every
+		 * consumer's release line, which the consumers write — for small
+		 * slices that is most of the cost of one — and one tidy frees
+		 * every slot released since the last. Further in, it tidies
+		 * first, as an in-process pool always does (the seed's slot
+		 * numbering and resets are part of its behaviour): a tidy that
+		 * finds everything released starts again at offset 0, so large
+		 * slices keep reusing the same bytes, warm in the cache, instead
+		 * of walking the whole region. */
+		uint64_t top = p->back_end > p->front_end ? p->back_end : p->front_end;
+		uint8_t *w = p->owner && top <= LAZY_TIDY_SPAN && need <= LAZY_TIDY_SPAN - top ? place(p, need) : NULL;
+		if (w)
+			return w;
 		tidy(p);
-		uint8_t *w = place(p, need);
+		w = place(p, need);
 		if (w)
 			return w;
 		/* Full. Keep what was written where it is: place() changed nothing

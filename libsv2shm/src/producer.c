@@ -72,6 +72,9 @@ struct sv2shm_producer {
 	int mech;
 	struct io_uring wring;
 	bool futex_armed, poll_armed;
+	/* Wake sockets that fired while we waited, drained before the next wait
+	 * (producer_announce()) rather than on the way to publishing. */
+	uint64_t undrained;
 	uint64_t futex_tag; /* user_data of the FUTEX_WAIT in flight (a fresh one per wait) */
 	char notify_name[48];
 	struct link links[MAX_CONSUMERS + 1]; /* index = holder bit */
@@ -197,10 +200,22 @@ static bool link_gone(struct link *l, uint32_t events)
 	return false;
 }
 
+/* Drain the wake sockets producer_events() left for later. */
+static void drain_wakes(struct sv2shm_producer *p)
+{
+	while (p->undrained) {
+		unsigned bit = (unsigned)__builtin_ctzll(p->undrained);
+		p->undrained &= p->undrained - 1u;
+		if (p->links[bit].used)
+			wake_drain(p->links[bit].wake, 64);
+	}
+}
+
 /* Wait up to timeout_ms for anything on the epoll fd, and handle it:
- * hang-ups (removed), wake-ups (drained). Returns the consumers removed, or
- * -errno. */
-static int producer_events(struct sv2shm_producer *p, int timeout_ms)
+ * hang-ups (removed), wake-ups (drained, or with `later` marked for the
+ * next wait to drain: a woken WAIT goes on to publish first). Returns the
+ * consumers removed, or -errno. */
+static int producer_events(struct sv2shm_producer *p, int timeout_ms, bool later)
 {
 	struct epoll_event evs[2 * MAX_CONSUMERS + 1];
 	int n = epoll_wait(p->epfd, evs, (int)(sizeof(evs) / sizeof(evs[0])), timeout_ms);
@@ -224,7 +239,10 @@ static int producer_events(struct sv2shm_producer *p, int timeout_ms)
 		if (bit < 1 || bit > MAX_CONSUMERS || !p->links[bit].used)
 			continue;
 		if (kind == EP_WAKE) {
-			wake_drain(p->links[bit].wake, 64);
+			if (later)
+				p->undrained |= UINT64_C(1) << bit;
+			else
+				wake_drain(p->links[bit].wake, 64);
 		} else if (kind == EP_LINK && link_gone(&p->links[bit], evs[i].events)) {
 			remove_link(p, bit, SV2SHM_EVENT_HANGUP);
 			removed++;
@@ -314,7 +332,7 @@ static int producer_wait(struct sv2shm_pool *pool, uint32_t seen, int timeout_ms
 			return 0;
 		slice = 0; /* epfd is readable: handle it without waiting */
 	}
-	int r = producer_events(p, slice);
+	int r = producer_events(p, slice, true);
 	return r < 0 ? r : 0; /* the allocator checks the deadline and looks again */
 }
 
@@ -329,6 +347,12 @@ static int producer_wait(struct sv2shm_pool *pool, uint32_t seen, int timeout_ms
 static void producer_announce(struct sv2shm_pool *pool, uint32_t epoch)
 {
 	struct sv2shm_producer *p = pool->owner;
+	/* Wake-ups of earlier epochs, before any consumer can send one for
+	 * this epoch (it sees the epoch only below): a drain here cannot take
+	 * a wake-up we still need, and a socket left readable would end the
+	 * sleep at once. */
+	if (epoch & 1u)
+		drain_wakes(p);
 	if ((epoch & 1u) && p->mech == SV2SHM_NOTIFY_FUTEX)
 		arm_futex_wait(p);
 	for (unsigned b = 1; b <= MAX_CONSUMERS; b++)
@@ -872,7 +896,8 @@ SV2SHM_API int sv2shm_producer_process(struct sv2shm_producer *p)
 {
 	if (!p)
 		return -EINVAL;
-	return producer_events(p, 0);
+	drain_wakes(p);
+	return producer_events(p, 0, false);
 }
 
 SV2SHM_API int sv2shm_producer_next_event(struct sv2shm_producer *p, struct sv2shm_producer_event *ev)

@@ -17,7 +17,9 @@
  *                            once on an honest release
  *      wake_sent_as_wait_begins  the producer's futex wait is queued before
  *                            any consumer can see that it waits (found by
- *                            the hostile fuzz target)
+ *                            the hostile fuzz target); own_thread_wake_*:
+ *                            before its own threads can (found in review)
+ *      long_wait_sleeps      a WAIT past one wait slice sleeps again
  *   5  attach_after_attack   new consumers attach after every attack
  *   6  late_release_replay   the lost-message interleaving, replayed step by
  *                            step: a late release store never touches a
@@ -438,6 +440,7 @@ static void test_wait_epoch_scribbled(void **state)
  * moment the epoch turns odd, a FUTEX_WAKE on the word the producer waits
  * on must find a waiter, every time. */
 struct wake_race {
+	const _Atomic uint32_t *epoch; /* the epoch word the waker watches */
 	struct sv2shm_ring *ring;
 	const struct sv2shm_ctl *ctl;
 	struct sv2shm_slice middle, end;
@@ -449,13 +452,13 @@ static void *wake_race_fn(void *argp)
 {
 	struct wake_race *a = argp;
 	uint64_t t0 = ipc_now_ns();
-	while (!(atomic_load(&a->ring->waiting) & 1u) && ipc_now_ns() - t0 < UINT64_C(1000000000))
+	while (!(atomic_load(a->epoch) & 1u) && ipc_now_ns() - t0 < UINT64_C(1000000000))
 		;
 	a->woken = syscall(SYS_futex, (const uint32_t *)(const void *)&a->ctl->release_seq, FUTEX_WAKE, INT32_MAX,
 			   NULL, NULL, 0);
 	/* The wake-up above ended that wait early; the producer waits again. */
 	t0 = ipc_now_ns();
-	while (!(atomic_load(&a->ring->waiting) & 1u) && ipc_now_ns() - t0 < UINT64_C(1000000000))
+	while (!(atomic_load(a->epoch) & 1u) && ipc_now_ns() - t0 < UINT64_C(1000000000))
 		;
 	if (sv2shm_slice_release(&a->middle) != 0)
 		abort();
@@ -466,9 +469,11 @@ static void *wake_race_fn(void *argp)
 	return NULL;
 }
 
-static void test_wake_sent_as_wait_begins(void **state)
+/* own_threads: watch the control block's producer_waiting, the epoch the
+ * producer's own threads read when they release its slices (they wake it
+ * once per epoch too); else the consumer's ring. */
+static void wake_sent_as_wait_begins(bool own_threads)
 {
-	(void)state;
 	enum { ROUNDS = 40 };
 	double worst = 0;
 	bool futex = true;
@@ -486,7 +491,12 @@ static void test_wake_sent_as_wait_begins(void **state)
 			assert_int_equal(sv2shm_consumer_recv(c, &s[k], 1000), 1);
 			assert_int_equal(s[k]._slot, k); /* one run: 0 1 2, its ends 0 and 2 */
 		}
-		struct wake_race a = {.ring = m.ring, .ctl = m.ctl, .middle = s[1], .end = s[0], .woken = -1};
+		struct wake_race a = {.epoch = own_threads ? &m.ctl->producer_waiting : &m.ring->waiting,
+				      .ring = m.ring,
+				      .ctl = m.ctl,
+				      .middle = s[1],
+				      .end = s[0],
+				      .woken = -1};
 		pthread_t th;
 		assert_int_equal(pthread_create(&th, NULL, wake_race_fn, &a), 0);
 		uint8_t *w = sv2shm_buffer_get_writable(sv2shm_producer_buffer(p), 100);
@@ -508,11 +518,80 @@ static void test_wake_sent_as_wait_begins(void **state)
 		mitm_close(&m);
 		destroy_producer(p);
 	}
-	printf("  %s; end released -> producer awake: worst %.3f ms of %d waits (deadline 2000 ms)\n",
+	printf("  %s: %s; end released -> producer awake: worst %.3f ms of %d waits (deadline 2000 ms)\n",
+	       own_threads ? "producer_waiting" : "ring->waiting",
 	       futex ? "the futex wait was queued every time the epoch turned odd"
 		     : "no futex wait here (socket wake-ups stay queued in the socket)",
 	       worst, ROUNDS);
 	assert_true(worst < 500.0);
+}
+
+static void test_wake_sent_as_wait_begins(void **state)
+{
+	(void)state;
+	wake_sent_as_wait_begins(false);
+}
+
+/* The same for the producer's own threads, which read the control block's
+ * epoch: it was stored before the wait was queued (found in review). */
+static void test_own_thread_wake_as_wait_begins(void **state)
+{
+	(void)state;
+	wake_sent_as_wait_begins(true);
+}
+
+/* A WAIT longer than the producer's wait slice (100 ms), and one a stray
+ * byte from a consumer wakes, sleeps again after each: every sleep after the
+ * first used to return at once, ended by the completions of cancelling the
+ * previous futex wait — a busy loop to the deadline (found in review: ~16 000
+ * waits and ~0.9 s of CPU in a 1 s WAIT). */
+static void *stray_byte_fn(void *argp)
+{
+	ipc_sleep_ms(20);
+	char b = 0;
+	if (send(*(int *)argp, &b, 1, MSG_DONTWAIT) != 1)
+		abort();
+	return NULL;
+}
+
+static void test_long_wait_sleeps(void **state)
+{
+	(void)state;
+	for (int stray = 0; stray < 2; stray++) {
+		struct sv2shm_producer *p = producer(SV2SHM_POOL_WAIT, 3, 450, 3, SV2SHM_LIMIT_SKIP);
+		int sv[2] = {-1, -1};
+		pthread_t th;
+		if (stray) { /* a consumer's channel only: it never attaches, it sends one byte */
+			assert_int_equal(ipc_seqpacket_pair(sv), 0);
+			assert_true(sv2shm_producer_add_consumer(p, sv[0]) > 0);
+			assert_int_equal(pthread_create(&th, NULL, stray_byte_fn, &sv[1]), 0);
+		}
+		struct sv2shm_slice s[3];
+		for (unsigned k = 0; k < 3; k++)
+			make(p, k, 100, &s[k]); /* the producer holds every slot: no room will come */
+		uint64_t waits0 = ipc_stats(p).waits;
+		struct rusage r0, r1;
+		assert_int_equal(getrusage(RUSAGE_THREAD, &r0), 0);
+		uint64_t t0 = ipc_now_ns();
+		struct sv2shm_buffer *b = sv2shm_producer_buffer(p);
+		assert_null(sv2shm_buffer_get_writable(b, 100));
+		double took = ms_since(t0);
+		assert_int_equal(getrusage(RUSAGE_THREAD, &r1), 0);
+		assert_int_equal(sv2shm_buffer_last_error(b), -ETIMEDOUT);
+		uint64_t waits = ipc_stats(p).waits - waits0;
+		double cpu = (double)(r1.ru_utime.tv_sec - r0.ru_utime.tv_sec + r1.ru_stime.tv_sec - r0.ru_stime.tv_sec) * 1e3 +
+			     (double)(r1.ru_utime.tv_usec - r0.ru_utime.tv_usec + r1.ru_stime.tv_usec - r0.ru_stime.tv_usec) / 1e3;
+		printf("  %s%s: a 450 ms WAIT took %.0f ms, %" PRIu64 " sleeps, %.1f ms of CPU\n",
+		       sv2shm_producer_notify_name(p), stray ? ", a stray byte at 20 ms" : "", took, waits, cpu);
+		assert_true(waits <= 12); /* 100 ms slices: 5, and one the byte ended */
+		if (stray) {
+			assert_int_equal(pthread_join(th, NULL), 0);
+			close(sv[1]);
+		}
+		for (unsigned k = 0; k < 3; k++)
+			assert_int_equal(sv2shm_slice_release(&s[k]), 0);
+		destroy_producer(p);
+	}
 }
 
 /* --- 6. the lost-message interleaving, replayed ----------------------------------- */
@@ -985,6 +1064,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_ctl_write_sealed, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_wait_epoch_scribbled, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_wake_sent_as_wait_begins, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_own_thread_wake_as_wait_begins, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_long_wait_sleeps, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_late_release_replay, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_reclaim_while_waiting, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_reclaim_app_polls, setup, teardown),

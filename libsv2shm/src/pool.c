@@ -444,9 +444,13 @@ static int wait_for_release(struct sv2shm_pool *p, int64_t deadline /* us */)
 	uint64_t t_wait = mono_ns();
 	uint32_t seq = atomic_load_explicit(&ctl->release_seq, memory_order_acquire);
 	uint32_t epoch = 2u * ++p->waits_started - 1u; /* odd */
-	atomic_store_explicit(&ctl->producer_waiting, epoch, memory_order_seq_cst);
+	/* A shared pool's announce queues the producer's futex wait before it
+	 * tells the consumers; our own threads, which read producer_waiting and
+	 * also wake once per epoch, learn it after that too: a wake-up sent
+	 * before the wait is queued would be lost for the whole epoch. */
 	if (p->announce)
 		p->announce(p, epoch);
+	atomic_store_explicit(&ctl->producer_waiting, epoch, memory_order_seq_cst);
 	int r = 0;
 	if (!ends_free(p))
 		r = p->wait(p, seq, timeout);

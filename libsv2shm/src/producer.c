@@ -308,15 +308,27 @@ static void arm_futex_wait(struct sv2shm_producer *p)
 }
 
 /* SV2SHM_NOTIFY_FUTEX: sleep until a wake-up, a poll event or the timeout.
- * Returns true when epfd fired. */
+ * Returns true when epfd fired. Completions of nothing we wait for (the
+ * cancel of an earlier wait, that wait's own) do not end the sleep: they come
+ * with every wait that follows one the poll or a timeout ended, and a sleep
+ * that ended on them would make every later wait a busy loop. */
 static bool futex_sleep(struct sv2shm_producer *p, int timeout_ms)
 {
-	struct __kernel_timespec ts = {.tv_sec = timeout_ms / 1000, .tv_nsec = (long long)(timeout_ms % 1000) * 1000000};
-	struct io_uring_cqe *cqe = NULL;
 	if (!p->futex_armed && !p->poll_armed)
 		return true; /* nothing to wait on (no room in the ring): look at epfd */
-	io_uring_wait_cqe_timeout(&p->wring, &cqe, &ts);
-	return reap_wring(p);
+	uint64_t now = mono_ns(), end = now + (uint64_t)timeout_ms * 1000000u;
+	do {
+		uint64_t left = end - now;
+		struct __kernel_timespec ts = {.tv_sec = (long long)(left / 1000000000u),
+					       .tv_nsec = (long long)(left % 1000000000u)};
+		struct io_uring_cqe *cqe = NULL;
+		io_uring_wait_cqe_timeout(&p->wring, &cqe, &ts);
+		bool ep = reap_wring(p);
+		if (ep || !p->futex_armed)
+			return ep; /* the poll fired, or our wait ended (woken, or the word moved) */
+		now = mono_ns();
+	} while (now < end);
+	return false;
 }
 
 static int producer_wait(struct sv2shm_pool *pool, uint32_t seen, int timeout_ms)

@@ -566,10 +566,11 @@ struct run {
  */
 static int schedstat_fd = -2;
 
-/* Field `which` of the thread's schedstat: 0 = time on a CPU, 1 = time
+/* The thread's schedstat in one read: *cpu = time on a CPU, return = time
  * waiting for one. */
-static uint64_t schedstat_field(int which)
+static uint64_t schedstat(uint64_t *cpu)
 {
+	*cpu = 0;
 	if (schedstat_fd == -2)
 		schedstat_fd = open("/proc/thread-self/schedstat", O_RDONLY | O_CLOEXEC);
 	char b[96];
@@ -577,18 +578,15 @@ static uint64_t schedstat_field(int which)
 	if (n <= 0)
 		return 0;
 	b[n] = '\0';
-	char *p = b;
-	for (int i = 0; i < which && p; i++) {
-		p = strchr(p, ' ');
-		if (p)
-			p++;
-	}
-	return p ? strtoull(p, NULL, 10) : 0;
+	char *p;
+	*cpu = strtoull(b, &p, 10);
+	return strtoull(p, NULL, 10);
 }
 
 static uint64_t runq_ns(void)
 {
-	return schedstat_field(1);
+	uint64_t cpu;
+	return schedstat(&cpu);
 }
 
 /* This thread's voluntary context switches: a call that blocked (slept in
@@ -608,10 +606,10 @@ static long voluntary_switches(void)
  * that spins runs. */
 #define QUICK(x, what, call)                                                                                       \
 	__extension__({                                                                                            \
-		uint64_t t0_ = fz_now_ns(), q0_ = runq_ns(), c0_ = schedstat_field(0);                             \
+		uint64_t c0_, c1_, t0_ = fz_now_ns(), q0_ = schedstat(&c0_);                                       \
 		long v0_ = voluntary_switches();                                                                   \
 		__typeof__(call) r_ = (call);                                                                      \
-		uint64_t q_ = runq_ns() - q0_, d_ = fz_now_ns() - t0_, c_ = schedstat_field(0) - c0_;            \
+		uint64_t q_ = schedstat(&c1_) - q0_, d_ = fz_now_ns() - t0_, c_ = c1_ - c0_;                     \
 		long v_ = voluntary_switches() - v0_;                                                              \
 		FZ_CHECK(d_ < CALL_NS + q_ || (v_ == 0 && c_ < CALL_NS && d_ < 4u * CALL_NS + q_),                \
 			 "%s took %llu ms, %llu of them waiting for a CPU, %ld sleeps (a producer call must never block)", \

@@ -441,25 +441,28 @@ static void test_wait_epoch_scribbled(void **state)
  * on must find a waiter, every time. */
 struct wake_race {
 	const _Atomic uint32_t *epoch; /* the epoch word the waker watches */
-	struct sv2shm_ring *ring;
 	const struct sv2shm_ctl *ctl;
 	struct sv2shm_slice middle, end;
 	uint64_t t_release;
 	long woken; /* FUTEX_WAKE's count the moment the epoch turned odd */
 };
 
+/* Spin until the epoch is odd (the producer waits), 1 s at most. */
+static void await_odd(const _Atomic uint32_t *epoch)
+{
+	uint64_t t0 = ipc_now_ns();
+	while (!(atomic_load(epoch) & 1u) && ipc_now_ns() - t0 < UINT64_C(1000000000))
+		;
+}
+
 static void *wake_race_fn(void *argp)
 {
 	struct wake_race *a = argp;
-	uint64_t t0 = ipc_now_ns();
-	while (!(atomic_load(a->epoch) & 1u) && ipc_now_ns() - t0 < UINT64_C(1000000000))
-		;
+	await_odd(a->epoch);
 	a->woken = syscall(SYS_futex, (const uint32_t *)(const void *)&a->ctl->release_seq, FUTEX_WAKE, INT32_MAX,
 			   NULL, NULL, 0);
 	/* The wake-up above ended that wait early; the producer waits again. */
-	t0 = ipc_now_ns();
-	while (!(atomic_load(a->epoch) & 1u) && ipc_now_ns() - t0 < UINT64_C(1000000000))
-		;
+	await_odd(a->epoch);
 	if (sv2shm_slice_release(&a->middle) != 0)
 		abort();
 	ipc_sleep_ms(5);
@@ -492,7 +495,6 @@ static void wake_sent_as_wait_begins(bool own_threads)
 			assert_int_equal(s[k]._slot, k); /* one run: 0 1 2, its ends 0 and 2 */
 		}
 		struct wake_race a = {.epoch = own_threads ? &m.ctl->producer_waiting : &m.ring->waiting,
-				      .ring = m.ring,
 				      .ctl = m.ctl,
 				      .middle = s[1],
 				      .end = s[0],

@@ -363,10 +363,11 @@ static void producer_announce(struct sv2shm_pool *pool, uint32_t epoch)
 	 * this epoch (it sees the epoch only below): a drain here cannot take
 	 * a wake-up we still need, and a socket left readable would end the
 	 * sleep at once. */
-	if (epoch & 1u)
+	if (epoch & 1u) {
 		drain_wakes(p);
-	if ((epoch & 1u) && p->mech == SV2SHM_NOTIFY_FUTEX)
-		arm_futex_wait(p);
+		if (p->mech == SV2SHM_NOTIFY_FUTEX)
+			arm_futex_wait(p);
+	}
 	for (unsigned b = 1; b <= MAX_CONSUMERS; b++)
 		if (p->links[b].used)
 			atomic_store_explicit(&p->links[b].ring->waiting, epoch, memory_order_seq_cst);

@@ -104,12 +104,20 @@ static int u_want_out(struct loop *l, struct watch *w)
 	return 0;
 }
 
+/*
+ * Cancel a watch's poll. Not IORING_OP_POLL_REMOVE: it fails with -EALREADY
+ * when the poll has just been woken (the peer wrote as we decided to drop it:
+ * its completion is queued to run on our task) and then leaves a multishot
+ * poll armed for good, holding the file: the socket never closes, the peer
+ * never sees the hang-up, the watch is never freed. ASYNC_CANCEL marks the
+ * poll cancelled whoever owns it at that instant.
+ */
 static void remove_poll(struct uring_state *u, uint64_t ud)
 {
 	struct io_uring_sqe *sqe = get_sqe(u);
 	if (!sqe)
 		return; /* cannot happen after a submit; the ring's exit cancels it anyway */
-	io_uring_prep_poll_remove(sqe, ud);
+	io_uring_prep_cancel64(sqe, ud, 0);
 	io_uring_sqe_set_data64(sqe, UD_NONE);
 }
 
@@ -384,7 +392,7 @@ int loop_uring_init(struct loop *l, char *why, size_t n, char *short_why, size_t
 		int op;
 		const char *name;
 	} need[] = {
-		{IORING_OP_POLL_ADD, "POLL_ADD"},       {IORING_OP_POLL_REMOVE, "POLL_REMOVE"},
+		{IORING_OP_POLL_ADD, "POLL_ADD"},
 		{IORING_OP_ACCEPT, "ACCEPT"},           {IORING_OP_ASYNC_CANCEL, "ASYNC_CANCEL"},
 		{IORING_OP_TIMEOUT, "TIMEOUT"},         {IORING_OP_TIMEOUT_REMOVE, "TIMEOUT_REMOVE"},
 	};

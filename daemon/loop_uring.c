@@ -392,9 +392,9 @@ int loop_uring_init(struct loop *l, char *why, size_t n, char *short_why, size_t
 		int op;
 		const char *name;
 	} need[] = {
-		{IORING_OP_POLL_ADD, "POLL_ADD"},
-		{IORING_OP_ACCEPT, "ACCEPT"},           {IORING_OP_ASYNC_CANCEL, "ASYNC_CANCEL"},
-		{IORING_OP_TIMEOUT, "TIMEOUT"},         {IORING_OP_TIMEOUT_REMOVE, "TIMEOUT_REMOVE"},
+		{IORING_OP_POLL_ADD, "POLL_ADD"}, {IORING_OP_ASYNC_CANCEL, "ASYNC_CANCEL"},
+		{IORING_OP_ACCEPT, "ACCEPT"},     {IORING_OP_TIMEOUT, "TIMEOUT"},
+		{IORING_OP_TIMEOUT_REMOVE, "TIMEOUT_REMOVE"},
 	};
 	r = 0;
 	if (!p) {

@@ -390,6 +390,14 @@ static bool watch_changed(const struct end_watch *w)
 	return false;
 }
 
+/* A wait's deadline in us (-1: none), set at its first clock read: *d is
+ * -2 until then. */
+static void wait_deadline(const struct sv2shm_pool *p, int64_t *d, uint64_t now_ns)
+{
+	if (*d == -2)
+		*d = p->wait_timeout_ms < 0 ? -1 : (int64_t)(now_ns / 1000u) + (int64_t)p->wait_timeout_ms * 1000;
+}
+
 /*
  * SV2SHM_POOL_WAIT: sleep until a release happens (or the deadline). The
  * producer stores an odd epoch in producer_waiting (and, for a shared pool,
@@ -399,24 +407,19 @@ static bool watch_changed(const struct end_watch *w)
  * one of them sees the other: either the producer sees the freed slot and
  * does not sleep, or the releaser sees the waiter and wakes it.
  */
-static int wait_for_release(struct sv2shm_pool *p, int64_t deadline /* us */)
+static int wait_for_release(struct sv2shm_pool *p, int64_t *deadline /* us */)
 {
 	struct sv2shm_ctl *ctl = p->ctl;
-	int timeout = -1;
-	if (deadline >= 0) {
-		int64_t left = deadline - now_us();
-		if (left <= 0)
-			return -ETIMEDOUT;
-		left = (left + 999) / 1000; /* whole ms, rounded up: never early */
-		timeout = left > INT32_MAX ? INT32_MAX : (int)left;
-	}
 	/* A bounded spin first: a release seen here needs no wake-up at all,
 	 * and a cross-core cache-line hand-off is ~100x cheaper than a sleep.
 	 * After 2 us it yields the CPU between looks: a consumer that shares
-	 * our core gets to release what we wait for. */
+	 * our core gets to release what we wait for. The clock is first read
+	 * after 64 looks, and the spin's budget and the wait's deadline start
+	 * there (1-2 us late): a clock read costs ~25 ns on a VM, and a
+	 * release often lands within the first looks — from then on, the
+	 * producer's way to its next slice is the round trip's critical path. */
 	if (p->wait_spin_us != SV2SHM_SPIN_NONE) {
-		uint64_t now = mono_ns();
-		uint64_t until = now + (uint64_t)p->wait_spin_us * 1000u, pure = now + 2000u;
+		uint64_t until = 0, pure = 0;
 		struct end_watch w;
 		watch_ends(p, &w);
 		if (ends_free(p))
@@ -433,15 +436,30 @@ static int wait_for_release(struct sv2shm_pool *p, int64_t deadline /* us */)
 			}
 			cpu_relax();
 			if ((i & 63u) == 0) {
-				now = mono_ns();
-				if (now >= until)
+				uint64_t now = mono_ns();
+				if (!until) {
+					until = now + (uint64_t)p->wait_spin_us * 1000u;
+					pure = now + 2000u;
+					wait_deadline(p, deadline, now);
+				} else if (now >= until) {
 					break;
-				if (now >= pure)
+				} else if (now >= pure) {
 					sched_yield();
+				}
 			}
 		}
 	}
-	uint64_t t_wait = mono_ns();
+	uint64_t now = mono_ns();
+	wait_deadline(p, deadline, now);
+	int timeout = -1;
+	if (*deadline >= 0) {
+		int64_t left = *deadline - (int64_t)(now / 1000u);
+		if (left <= 0)
+			return -ETIMEDOUT;
+		left = (left + 999) / 1000; /* whole ms, rounded up: never early */
+		timeout = left > INT32_MAX ? INT32_MAX : (int)left;
+	}
+	uint64_t t_wait = now;
 	uint32_t seq = atomic_load_explicit(&ctl->release_seq, memory_order_acquire);
 	uint32_t epoch = 2u * ++p->waits_started - 1u; /* odd */
 	/* A shared pool's announce queues the producer's futex wait before it
@@ -484,7 +502,7 @@ static void *pool_get_writable_slow(struct sv2shm_buffer *b, size_t len)
 		return sys_area_grow(b, &p->sys, len);
 
 	int64_t deadline = -2; /* not computed yet */
-	for (;;) {
+	for (bool waited = false;; waited = true) {
 		/* A shared pool writing near the start of its region tidies only
 		 * when the slice does not fit without: tidying reads every
 		 * consumer's release line, which the consumers write — for small
@@ -494,9 +512,11 @@ static void *pool_get_writable_slow(struct sv2shm_buffer *b, size_t len)
 		 * numbering and resets are part of its behaviour): a tidy that
 		 * finds everything released starts again at offset 0, so large
 		 * slices keep reusing the same bytes, warm in the cache, instead
-		 * of walking the whole region. */
+		 * of walking the whole region. After a wait, place() would fail
+		 * as it did before it (nothing but a tidy changes its answer). */
 		uint64_t top = p->back_end > p->front_end ? p->back_end : p->front_end;
-		uint8_t *w = p->owner && top <= LAZY_TIDY_SPAN && need <= LAZY_TIDY_SPAN - top ? place(p, need) : NULL;
+		bool lazy = !waited && p->owner && top <= LAZY_TIDY_SPAN && need <= LAZY_TIDY_SPAN - top;
+		uint8_t *w = lazy ? place(p, need) : NULL;
 		if (w)
 			return w;
 		tidy(p);
@@ -515,13 +535,11 @@ static void *pool_get_writable_slow(struct sv2shm_buffer *b, size_t len)
 			b->_error = -EAGAIN;
 			return NULL;
 		}
-		if (deadline == -2)
-			deadline = p->wait_timeout_ms < 0 ? -1 : now_us() + (int64_t)p->wait_timeout_ms * 1000;
-		if (deadline >= 0 && now_us() >= deadline) {
+		if (p->wait_timeout_ms == 0 || (deadline >= 0 && now_us() >= deadline)) {
 			b->_error = -ETIMEDOUT;
 			return NULL;
 		}
-		int r = wait_for_release(p, deadline);
+		int r = wait_for_release(p, &deadline); /* sets the deadline */
 		if (r < 0 && r != -EINTR) {
 			b->_error = r;
 			return NULL;
@@ -565,11 +583,9 @@ static int take_slot(struct sv2shm_pool *p)
 			return -ENOSPC;
 		if (p->policy == SV2SHM_POOL_FAIL)
 			return -EAGAIN;
-		if (deadline == -2)
-			deadline = p->wait_timeout_ms < 0 ? -1 : now_us() + (int64_t)p->wait_timeout_ms * 1000;
-		if (deadline >= 0 && now_us() >= deadline)
+		if (p->wait_timeout_ms == 0 || (deadline >= 0 && now_us() >= deadline))
 			return -ETIMEDOUT;
-		int r = wait_for_release(p, deadline);
+		int r = wait_for_release(p, &deadline); /* sets the deadline */
 		if (r < 0 && r != -EINTR)
 			return r;
 		tidy(p);

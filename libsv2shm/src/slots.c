@@ -29,31 +29,6 @@ bool slot_free_inproc(const struct sv2shm_ctl *ctl, unsigned s, uint32_t gen)
 	return SV2SHM_STATE_HOLDERS(st) == 0;
 }
 
-/* Has consumer b released slot s at gen? Latch it if so. */
-static bool latch(struct slot_peers *pe, unsigned b, unsigned s, uint32_t gen)
-{
-	_Atomic uint32_t *rel = pe->released[b];
-	if (rel && atomic_load_explicit(&rel[s], memory_order_seq_cst) != gen)
-		return false;
-	pe->pub[s] &= ~(UINT32_C(1) << b);
-	if (pe->held_hint[b])
-		pe->held_hint[b]--;
-	return true;
-}
-
-uint32_t slot_holders_shared(struct slot_peers *pe, _Atomic uint32_t *own_gen, unsigned s, uint32_t gen)
-{
-	uint32_t held = atomic_load_explicit(&own_gen[s], memory_order_seq_cst) ? 1u : 0u;
-	uint32_t pub = pe->pub[s];
-	while (pub) {
-		unsigned b = (unsigned)__builtin_ctz(pub);
-		pub &= pub - 1u;
-		if (!latch(pe, b, s, gen))
-			held |= UINT32_C(1) << b;
-	}
-	return held;
-}
-
 unsigned slot_count_held(struct slot_peers *pe, unsigned bit, uint64_t slots, const uint32_t *gen)
 {
 	unsigned n = 0;
@@ -62,7 +37,7 @@ unsigned slot_count_held(struct slot_peers *pe, unsigned bit, uint64_t slots, co
 	while (slots) {
 		unsigned s = (unsigned)__builtin_ctzll(slots);
 		slots &= slots - 1u;
-		if ((pe->pub[s] & (UINT32_C(1) << bit)) && !latch(pe, bit, s, gen[s]))
+		if ((pe->pub[s] & (UINT32_C(1) << bit)) && !slot_latch(pe, bit, s, gen[s]))
 			n++;
 	}
 	return n;

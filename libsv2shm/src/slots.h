@@ -54,13 +54,6 @@ struct slot_peers {
 	unsigned held_hint[SV2SHM_MAX_HOLDERS];
 };
 
-/* Shared: the consumer bits that still hold slot s at generation gen (bit 0:
- * the producer itself, from own_gen). 0 means free. A release seen here is
- * latched: the consumer leaves pub[s] for good, so writing its record back
- * later (an "un-release") cannot make it hold the slot again. Producer
- * thread only (it writes pub). */
-uint32_t slot_holders_shared(struct slot_peers *pe, _Atomic uint32_t *own_gen, unsigned s, uint32_t gen);
-
 /* Shared: slots consumer `bit` holds among `slots` (a mask), given the
  * producer's generations (latching what it released, as above). */
 unsigned slot_count_held(struct slot_peers *pe, unsigned bit, uint64_t slots, const uint32_t *gen);
@@ -79,6 +72,38 @@ static inline bool slot_waiter_needs_wake(_Atomic uint32_t *waiting, _Atomic uin
 	if (!(epoch & 1u))
 		return false;
 	return atomic_exchange_explicit(signaled, epoch, memory_order_relaxed) != epoch;
+}
+
+/* Shared: has consumer b released slot s at gen? Latch it if so. (Inline:
+ * the allocator asks this for every slot it may reuse, on the path from a
+ * release to the next slice.) */
+static inline bool slot_latch(struct slot_peers *pe, unsigned b, unsigned s, uint32_t gen)
+{
+	_Atomic uint32_t *rel = pe->released[b];
+	if (rel && atomic_load_explicit(&rel[s], memory_order_seq_cst) != gen)
+		return false;
+	pe->pub[s] &= ~(UINT32_C(1) << b);
+	if (pe->held_hint[b])
+		pe->held_hint[b]--;
+	return true;
+}
+
+/* Shared: the consumer bits that still hold slot s at generation gen (bit 0:
+ * the producer itself, from own_gen). 0 means free. A release seen here is
+ * latched: the consumer leaves pub[s] for good, so writing its record back
+ * later (an "un-release") cannot make it hold the slot again. Producer
+ * thread only (it writes pub). */
+static inline uint32_t slot_holders_shared(struct slot_peers *pe, _Atomic uint32_t *own_gen, unsigned s, uint32_t gen)
+{
+	uint32_t held = atomic_load_explicit(&own_gen[s], memory_order_seq_cst) ? 1u : 0u;
+	uint32_t pub = pe->pub[s];
+	while (pub) {
+		unsigned b = (unsigned)__builtin_ctz(pub);
+		pub &= pub - 1u;
+		if (!slot_latch(pe, b, s, gen))
+			held |= UINT32_C(1) << b;
+	}
+	return held;
 }
 
 #endif /* SV2SHM_SLOTS_H */

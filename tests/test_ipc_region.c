@@ -40,6 +40,7 @@
 #include <cmocka.h>
 
 #include "ipc_common.h"
+#include "channel.h"
 
 #ifndef FALLOC_FL_KEEP_SIZE
 #define FALLOC_FL_KEEP_SIZE 0x01
@@ -993,6 +994,48 @@ static void test_ring_full(void **state)
 	destroy_producer(p);
 }
 
+
+/* The single-consumer publish writes its ring entry with ring_put_pool_desc()
+ * (four 8-byte stores), everything else with sv2shm_desc_encode(): both must
+ * write the same 32 bytes, and nothing past them (the entry's sequence word
+ * follows at RING_ENTRY_SEQ). */
+static void test_ring_put_matches_encode(void **state)
+{
+	(void)state;
+	static const struct {
+		uint16_t slot;
+		uint32_t gen;
+		uint64_t region_id, offset, length;
+	} cases[] = {
+		{0, 1, 1, 0, 0},
+		{63, 0xffffffffu, UINT64_C(0x0123456789abcdef), UINT64_C(4096), UINT64_C(64)},
+		{0xffff, 0x80000001u, UINT64_MAX, UINT64_C(1) << 32, (UINT64_C(1) << 32) - 1},
+		{7, 0x00ff00ffu, UINT64_C(0xfedcba9876543210), UINT64_MAX - 1, UINT64_MAX},
+	};
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		struct sv2shm_desc d = {.version = SV2SHM_DESC_VERSION,
+					.kind = SV2SHM_DESC_POOL,
+					.slot = cases[i].slot,
+					.generation = cases[i].gen,
+					.region_id = cases[i].region_id,
+					.offset = cases[i].offset,
+					.length = cases[i].length};
+		uint8_t want[SV2SHM_RING_ENTRY_SIZE], got[SV2SHM_RING_ENTRY_SIZE];
+		memset(want, 0xa5, sizeof(want));
+		memset(got, 0xa5, sizeof(got));
+		assert_int_equal(sv2shm_desc_encode(&d, want), 0);
+		ring_put_pool_desc(got, d.slot, d.generation, d.region_id, d.offset, d.length);
+		assert_memory_equal(got, want, sizeof(got));
+		for (size_t k = SV2SHM_DESC_SIZE; k < sizeof(got); k++)
+			assert_int_equal(got[k], 0xa5);
+		struct sv2shm_desc back;
+		assert_int_equal(sv2shm_desc_decode(got, &back), 0);
+		assert_int_equal(back.slot, d.slot);
+		assert_int_equal(back.generation, d.generation);
+		assert_true(back.region_id == d.region_id && back.offset == d.offset && back.length == d.length);
+	}
+}
+
 int main(void)
 {
 	signal(SIGPIPE, SIG_IGN);
@@ -1007,6 +1050,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_recv_rejects_ring_garbage, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_recv_refused_gives_hold_back, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_ring_full, setup, teardown),
+		cmocka_unit_test(test_ring_put_matches_encode),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -5,6 +5,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 #include "wire.h"
 
@@ -34,6 +35,25 @@ static inline uint8_t *ring_entry(struct sv2shm_ring *r, uint32_t entries, uint3
 static inline _Atomic uint32_t *ring_entry_seq(struct sv2shm_ring *r, uint32_t entries, uint32_t i)
 {
 	return (_Atomic uint32_t *)(void *)(ring_entry(r, entries, i) + RING_ENTRY_SEQ);
+}
+
+/* A pool descriptor written straight into a ring entry: the bytes
+ * sv2shm_desc_encode() writes for {SV2SHM_DESC_VERSION, SV2SHM_DESC_POOL,
+ * slot, gen, region_id, offset, length}, as four 8-byte stores with no
+ * struct in between — the single-consumer publish's path from a free slot
+ * to a filled entry is the round trip's critical path on the producer's
+ * side (test_ipc_region checks both encoders write the same bytes). */
+static inline void ring_put_pool_desc(uint8_t *e, uint16_t slot, uint32_t gen, uint64_t region_id, uint64_t offset,
+				      uint64_t length)
+{
+	uint64_t w[4] = {(uint64_t)SV2SHM_DESC_VERSION | ((uint64_t)SV2SHM_DESC_POOL << 8) | ((uint64_t)slot << 16) |
+				 ((uint64_t)gen << 32),
+			 region_id, offset, length};
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
+	for (int i = 0; i < 4; i++)
+		w[i] = __builtin_bswap64(w[i]);
+#endif
+	memcpy(e, w, sizeof(w));
 }
 
 #endif /* SV2SHM_CHANNEL_H */

@@ -617,14 +617,21 @@ static int ring_room(struct sv2shm_producer *p, struct link *l)
 	return used < p->ring_entries ? 0 : -EAGAIN;
 }
 
-static void ring_push(struct sv2shm_producer *p, struct link *l, const struct sv2shm_desc *d)
+/* The entry at l->head is filled: its sequence word makes it the
+ * consumer's, then the head counts it. */
+static void ring_commit(struct sv2shm_producer *p, struct link *l)
 {
-	sv2shm_desc_encode(d, ring_entry(l->ring, p->ring_entries, l->head));
 	atomic_store_explicit(ring_entry_seq(l->ring, p->ring_entries, l->head), l->head + 1u, memory_order_release);
 	l->head++;
 	/* seq_cst: pairs with the consumer's "announce sleep, re-read head". */
 	atomic_store_explicit(&l->ring->head, l->head, memory_order_seq_cst);
 	l->wake_due = true;
+}
+
+static void ring_push(struct sv2shm_producer *p, struct link *l, const struct sv2shm_desc *d)
+{
+	sv2shm_desc_encode(d, ring_entry(l->ring, p->ring_entries, l->head));
+	ring_commit(p, l);
 }
 
 /* Wake a consumer that said it sleeps, the way it asked: a futex wake on
@@ -783,9 +790,11 @@ static struct sv2shm_desc hand_over(struct sv2shm_producer *p, struct sv2shm_sli
 /*
  * The common case on its own: one consumer, a pool slice, the ring, room in
  * it and the consumer under its limit — the general path's steps in the
- * same order, without its loops over consumer sets. Anything else
- * (a full or broken ring, a consumer at its limit) goes to the general path,
- * which decides it from scratch.
+ * same order (hand_over's records, then the entry), without its loops over
+ * consumer sets, and with the entry written straight from the slot's
+ * records: from here to the entry's sequence word is the producer's share
+ * of a round trip. Anything else (a full or broken ring, a consumer at its
+ * limit) goes to the general path, which decides it from scratch.
  */
 static int publish_one(struct sv2shm_producer *p, struct sv2shm_slice *s, int id, unsigned flags)
 {
@@ -795,10 +804,18 @@ static int publish_one(struct sv2shm_producer *p, struct sv2shm_slice *s, int id
 	struct link *l = &p->links[b];
 	if (ring_room(p, l) != 0 || at_limit(p, (unsigned)b))
 		return PUBLISH_GENERAL;
-	struct sv2shm_desc d = hand_over(p, s, UINT32_C(1) << b);
-	ring_push(p, l, &d);
+	unsigned slot = s->_slot;
+	uint32_t gen = s->_gen, to = UINT32_C(1) << b;
+	uint64_t length = p->pool.data_len[slot];
+	p->peers.pub[slot] = to;
+	atomic_store_explicit(&p->mem.ctl->slots[slot].state, SV2SHM_STATE(gen, to), memory_order_release);
+	atomic_store_explicit(&p->pool.own_gen[slot], 0u, memory_order_release);
+	ring_put_pool_desc(ring_entry(l->ring, p->ring_entries, l->head), (uint16_t)slot, gen, p->region_id,
+			   p->pool.data_off[slot], length);
+	ring_commit(p, l);
+	memset(s, 0, sizeof(*s));
 	p->peers.held_hint[b]++;
-	pool_count_published(&p->pool, d.length);
+	pool_count_published(&p->pool, length);
 	if (!(flags & SV2SHM_PUBLISH_MORE))
 		wake_link(l);
 	return 0;

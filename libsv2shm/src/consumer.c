@@ -588,6 +588,10 @@ SV2SHM_API int sv2shm_consumer_recv(struct sv2shm_consumer *c, struct sv2shm_sli
 		}
 		if (!start)
 			start = mono_ns();
+		else if (timeout_ms > 0 && (mono_ns() - start) / 1000000u >= (uint64_t)timeout_ms)
+			return 0; /* every later pass is bounded too: after a sleep, and after
+			             a look that said "ready" and a pop that then did not find
+			             it so (a producer flipping an entry's word) */
 		/* Spin: a cache-line hand-off costs ~0.2 us, a sleeping wake-up
 		 * ~50 us on a small VM. */
 		if (!slept_from && (spin(c, start) || ring_pending(c)))

@@ -107,10 +107,6 @@
 #include <time.h>
 #include <unistd.h>
 
-#if defined(__SSE2__)
-#include <emmintrin.h>
-#endif
-
 int bench_broker_main(int argc, char **argv);
 
 /* ------------------------------------------------------------------------- */
@@ -173,23 +169,6 @@ enum kind { K_STREAM, K_RT };
 /* Small helpers                                                              */
 /* ------------------------------------------------------------------------- */
 
-static const char *volatile g_where = "setup";
-
-static void on_hard_alarm(int sig)
-{
-	(void)sig;
-	static const char a[] = "\nsv2shm-bench broker: HARD TIMEOUT: the run did not end in time; the producer was in ";
-	static const char b[] = " (every wait there is bounded: a library call that blocked?)\n";
-	if (write(2, a, sizeof(a) - 1) < 0) {
-	}
-	const char *w = (const char *)g_where;
-	if (write(2, w, strlen(w)) < 0) {
-	}
-	if (write(2, b, sizeof(b) - 1) < 0) {
-	}
-	_exit(1); /* the children die with us (PR_SET_PDEATHSIG) */
-}
-
 static int errf(char *err, const char *fmt, ...) BENCH_PRINTF(2, 3);
 static int errf(char *err, const char *fmt, ...)
 {
@@ -200,43 +179,6 @@ static int errf(char *err, const char *fmt, ...)
 	vsnprintf(err, ERR_LEN, fmt, ap);
 	va_end(ap);
 	return -1;
-}
-
-static inline uint8_t msg_byte(uint64_t i)
-{
-	return (uint8_t)(1 + i % 251);
-}
-
-/* Sum of n bytes: the consumer "reads every byte" (as ipc.c). */
-static uint64_t sum_bytes(const uint8_t *p, size_t n)
-{
-	uint64_t total = 0;
-#if defined(__SSE2__)
-	const __m128i z = _mm_setzero_si128();
-	__m128i a0 = z, a1 = z, a2 = z, a3 = z;
-	for (; n >= 64; n -= 64, p += 64) {
-		a0 = _mm_add_epi64(a0, _mm_sad_epu8(_mm_loadu_si128((const __m128i *)(const void *)p), z));
-		a1 = _mm_add_epi64(a1, _mm_sad_epu8(_mm_loadu_si128((const __m128i *)(const void *)(p + 16)), z));
-		a2 = _mm_add_epi64(a2, _mm_sad_epu8(_mm_loadu_si128((const __m128i *)(const void *)(p + 32)), z));
-		a3 = _mm_add_epi64(a3, _mm_sad_epu8(_mm_loadu_si128((const __m128i *)(const void *)(p + 48)), z));
-	}
-	for (; n >= 16; n -= 16, p += 16)
-		a0 = _mm_add_epi64(a0, _mm_sad_epu8(_mm_loadu_si128((const __m128i *)(const void *)p), z));
-	__m128i a = _mm_add_epi64(_mm_add_epi64(a0, a1), _mm_add_epi64(a2, a3));
-	total = (uint64_t)_mm_cvtsi128_si64(a) + (uint64_t)_mm_cvtsi128_si64(_mm_unpackhi_epi64(a, a));
-#endif
-	while (n--)
-		total += *p++;
-	return total;
-}
-
-static inline void cpu_relax(void)
-{
-#if defined(__x86_64__) || defined(__i386__)
-	__builtin_ia32_pause();
-#elif defined(__aarch64__)
-	__asm__ __volatile__("yield" ::: "memory");
-#endif
 }
 
 static void sleep_us(unsigned us)
@@ -671,8 +613,8 @@ static void data_consumer(struct dshared *sh, unsigned k, int *socks /* [NSIZES 
 				break;
 			}
 			uint64_t now = bench_now_ns();
-			uint64_t sum = sum_bytes(s.data + 8, s.len - 8);
-			uint64_t want = (uint64_t)(ph->size - 8u) * msg_byte(idx);
+			uint64_t sum = bench_sum_bytes(s.data + 8, s.len - 8);
+			uint64_t want = (uint64_t)(ph->size - 8u) * bench_msg_byte(idx);
 			/* In order: every index (fan-out), increasing ones (round-robin). */
 			bool order = ph->mode == MODE_FANOUT ? idx == prev + 1u : prev == UINT64_MAX || idx > prev;
 			if (s.len != ph->size || sum != want || !order) {
@@ -864,7 +806,7 @@ static int publish_one(struct drun *R, struct sv2shm_producer *p, struct sv2shm_
 			else if (now > deadline)
 				return errf(R->err, "message %llu: publish refused (-EAGAIN: every ring full) for %d ms",
 					    (unsigned long long)i, WAIT_TIMEOUT_MS);
-			cpu_relax();
+			bench_cpu_relax();
 			continue;
 		}
 		if (r < 0 || (mode == MODE_FANOUT && r > 0)) {
@@ -889,9 +831,9 @@ static int write_msg(struct drun *R, struct sv2shm_producer *p, uint64_t i, size
 		     uint64_t *t_acq)
 {
 	struct sv2shm_buffer *b = sv2shm_producer_buffer(p);
-	g_where = "sv2shm_buffer_get_writable (policy WAIT)";
+	bench_where = "sv2shm_buffer_get_writable (policy WAIT)";
 	uint8_t *w = sv2shm_buffer_get_writable(b, size);
-	g_where = "data phase";
+	bench_where = "data phase";
 	if (!w) {
 		int e = sv2shm_buffer_last_error(b);
 		return errf(R->err, "message %llu: sv2shm_buffer_get_writable(%zu) returned NULL (%d, %s)",
@@ -901,7 +843,7 @@ static int write_msg(struct drun *R, struct sv2shm_producer *p, uint64_t i, size
 		*t_acq = bench_now_ns();
 	memcpy(w, &i, 8);
 	if (size > 8)
-		memset(w + 8, msg_byte(i), size - 8);
+		memset(w + 8, bench_msg_byte(i), size - 8);
 	int r = sv2shm_buffer_get_data_owned(b, s);
 	if (r < 0 || s->len != size)
 		return errf(R->err, "message %llu: sv2shm_buffer_get_data_owned() returned %d with %zu bytes (wrote %zu)",
@@ -931,10 +873,10 @@ static int run_phase(struct drun *R, unsigned pi)
 		struct sv2shm_slice s;
 		if (write_msg(R, p, i, ph->size, &s, rt ? &R->tacq[i] : NULL) < 0)
 			return -1;
-		g_where = "publish";
+		bench_where = "publish";
 		if (publish_one(R, p, &s, ph->mode, i) < 0)
 			return -1;
-		g_where = "data phase";
+		bench_where = "data phase";
 	}
 	R->total = i;
 	struct sv2shm_slice s;
@@ -943,7 +885,7 @@ static int run_phase(struct drun *R, unsigned pi)
 	if (publish_one(R, p, &s, MODE_FANOUT, i) < 0)
 		return -1;
 	/* Every consumer acknowledges the end of the phase. */
-	g_where = "waiting for the consumers' acks";
+	bench_where = "waiting for the consumers' acks";
 	uint64_t deadline = bench_now_ns() + 2 * WAIT_TIMEOUT_NS;
 	for (;;) {
 		unsigned done = 0;
@@ -958,7 +900,7 @@ static int run_phase(struct drun *R, unsigned pi)
 				    2 * WAIT_TIMEOUT_MS);
 		sleep_us(50);
 	}
-	g_where = "data phase";
+	bench_where = "data phase";
 	return 0;
 }
 
@@ -1072,7 +1014,7 @@ static int data_run(struct drun *R, struct data_results *D, struct bench_report 
 			R->socks[k][j][0] = R->socks[k][j][1] = -1;
 
 	/* The producers. */
-	g_where = "creating the producers";
+	bench_where = "creating the producers";
 	for (unsigned s = 0; s < NSIZES; s++)
 		for (unsigned kind = 0; kind < 2; kind++) {
 			snprintf(sh->names[s][kind], sizeof(sh->names[s][kind]), "bench-%d-%u-%zu-%s", (int)getpid(), run_no,
@@ -1114,7 +1056,7 @@ static int data_run(struct drun *R, struct data_results *D, struct bench_report 
 	fflush(stdout);
 	fflush(stderr);
 	pid_t parent = getpid();
-	g_where = "fork";
+	bench_where = "fork";
 	for (unsigned k = 0; k < n; k++) {
 		pid_t pid = fork();
 		if (pid < 0) {
@@ -1135,7 +1077,7 @@ static int data_run(struct drun *R, struct data_results *D, struct bench_report 
 		R->started++;
 	}
 	if (R->contender == C_DIRECT) {
-		g_where = "sv2shm_producer_add_consumer";
+		bench_where = "sv2shm_producer_add_consumer";
 		for (unsigned k = 0; k < n; k++)
 			for (unsigned j = 0; j < NSIZES * 2; j++) {
 				close(R->socks[k][j][1]);
@@ -1150,7 +1092,7 @@ static int data_run(struct drun *R, struct data_results *D, struct bench_report 
 			}
 	}
 	/* Introductions: the producer answers the broker while it waits. */
-	g_where = "introductions (sv2shm_producer_process)";
+	bench_where = "introductions (sv2shm_producer_process)";
 	uint64_t deadline = bench_now_ns() + (uint64_t)INTRO_TIMEOUT_MS * 1000000u;
 	for (;;) {
 		bool all = true;
@@ -1253,7 +1195,7 @@ static int data_run(struct drun *R, struct data_results *D, struct bench_report 
 
 	/* The end: the consumers free their consumers and exit. */
 	atomic_store_explicit(&sh->may_exit, 1, memory_order_release);
-	g_where = "reaping the consumers";
+	bench_where = "reaping the consumers";
 	for (unsigned k = 0; k < R->started; k++) {
 		if (R->reaped[k])
 			continue;
@@ -1267,9 +1209,9 @@ static int data_run(struct drun *R, struct data_results *D, struct bench_report 
 		}
 		R->reaped[k] = true;
 	}
-	g_where = "sv2shm_producer_destroy";
+	bench_where = "sv2shm_producer_destroy";
 	drun_teardown(R);
-	g_where = "between runs";
+	bench_where = "between runs";
 	if (R->err[0]) {
 		bench_report_note(rep, "%s run (%u consumers): FAILED: %s", cont_name[R->contender], n, R->err);
 		return -1;
@@ -1288,7 +1230,7 @@ fail:
 	drun_teardown(R);
 	bench_report_note(rep, "%s run (%u consumers): FAILED: %s", cont_name[R->contender], n,
 			  R->err[0] ? R->err : "unknown error");
-	g_where = "between runs";
+	bench_where = "between runs";
 	return -1;
 }
 
@@ -1336,7 +1278,7 @@ static void victim_main(struct rshared *sh)
 			     r == 0 ? "timeout" : sv2shm_strerror(r));
 			_exit(1);
 		}
-		if (held[i].len != RC_SIZE || sum_bytes(held[i].data, held[i].len) != (uint64_t)RC_SIZE * msg_byte(i)) {
+		if (held[i].len != RC_SIZE || bench_sum_bytes(held[i].data, held[i].len) != (uint64_t)RC_SIZE * bench_msg_byte(i)) {
 			errf(sh->err, "victim: slice %u: %zu bytes or wrong bytes", i, held[i].len);
 			_exit(1);
 		}
@@ -1446,9 +1388,9 @@ static int await_removal(struct rctx *X, int id)
 				    id, WAIT_TIMEOUT_MS);
 		struct pollfd pf = {.fd = sv2shm_producer_fd(X->p), .events = POLLIN};
 		poll(&pf, 1, 2);
-		g_where = "sv2shm_producer_process (reclaim)";
+		bench_where = "sv2shm_producer_process (reclaim)";
 		int r = sv2shm_producer_process(X->p);
-		g_where = "reclaim";
+		bench_where = "reclaim";
 		if (r < 0)
 			return errf(X->err, "sv2shm_producer_process() returned %d (%s)", r, sv2shm_strerror(r));
 	}
@@ -1464,7 +1406,7 @@ static int reclaim_one(struct rctx *X, int how, struct rc_results *res)
 	fflush(stdout);
 	fflush(stderr);
 	pid_t parent = getpid();
-	g_where = "fork (victim)";
+	bench_where = "fork (victim)";
 	pid_t pid = fork();
 	if (pid < 0)
 		return errf(X->err, "fork: %s", strerror(errno));
@@ -1476,7 +1418,7 @@ static int reclaim_one(struct rctx *X, int how, struct rc_results *res)
 	int rc = -1, id = -1, pidfd = -1, st = 0;
 	bool killed = false;
 	/* Its introduction. */
-	g_where = "introduction (reclaim)";
+	bench_where = "introduction (reclaim)";
 	uint64_t deadline = bench_now_ns() + (uint64_t)INTRO_TIMEOUT_MS * 1000000u;
 	for (;;) {
 		if (sv2shm_producer_consumers(X->p, &id, 1) == 1)
@@ -1501,7 +1443,7 @@ static int reclaim_one(struct rctx *X, int how, struct rc_results *res)
 		}
 	}
 	/* Fill the pool: every slot to the victim. */
-	g_where = "filling the pool (reclaim)";
+	bench_where = "filling the pool (reclaim)";
 	struct sv2shm_buffer *b = sv2shm_producer_buffer(X->p);
 	for (unsigned i = 0; i < RC_SLOTS; i++) {
 		uint8_t *w = sv2shm_buffer_get_writable(b, RC_SIZE);
@@ -1510,7 +1452,7 @@ static int reclaim_one(struct rctx *X, int how, struct rc_results *res)
 			errf(X->err, "slice %u for the victim: get_writable() returned NULL (%s)", i, sv2shm_strerror(e));
 			goto out;
 		}
-		memset(w, msg_byte(i), RC_SIZE);
+		memset(w, bench_msg_byte(i), RC_SIZE);
 		struct sv2shm_slice s;
 		int r = sv2shm_buffer_get_data_owned(b, &s);
 		if (r == 0)
@@ -1557,10 +1499,10 @@ static int reclaim_one(struct rctx *X, int how, struct rc_results *res)
 		pthread_cond_broadcast(&X->killer->cv);
 		pthread_mutex_unlock(&X->killer->mu);
 		killed = true;
-		g_where = "sv2shm_buffer_get_writable (policy WAIT, reclaim)";
+		bench_where = "sv2shm_buffer_get_writable (policy WAIT, reclaim)";
 		uint8_t *w = sv2shm_buffer_get_writable(b, RC_SIZE);
 		t_free = bench_now_ns();
-		g_where = "reclaim";
+		bench_where = "reclaim";
 		/* The kill's times. */
 		pthread_mutex_lock(&X->killer->mu);
 		while (X->killer->state != 2)
@@ -1601,7 +1543,7 @@ static int reclaim_one(struct rctx *X, int how, struct rc_results *res)
 		if (!hung && await_removal(X, id) < 0)
 			goto out;
 	} else {
-		g_where = "busy loop (reclaim)";
+		bench_where = "busy loop (reclaim)";
 		t_kill = bench_now_ns();
 		if (kill(pid, SIGKILL) != 0) {
 			errf(X->err, "kill(victim): %s", strerror(errno));
@@ -1628,9 +1570,9 @@ static int reclaim_one(struct rctx *X, int how, struct rc_results *res)
 				goto out;
 			}
 			for (int j = 0; j < 32; j++) /* the producer's own work */
-				cpu_relax();
+				bench_cpu_relax();
 		}
-		g_where = "reclaim";
+		bench_where = "reclaim";
 		if (!t_dead && pidfd >= 0 && poll(&pf, 1, WAIT_TIMEOUT_MS) == 1)
 			t_dead = bench_now_ns(); /* freed before we saw it die: count it anyway */
 		if (await_removal(X, id) < 0)
@@ -1662,7 +1604,7 @@ out:
 		while (sv2shm_producer_next_event(X->p, &ev) == 1) {
 		}
 	}
-	g_where = "reclaim";
+	bench_where = "reclaim";
 	return rc;
 }
 
@@ -1702,7 +1644,7 @@ static int run_reclaim(struct sv2shm_client *cl, const char *sock, pid_t broker_
 	ro.producer.pool.wait_timeout_ms = WAIT_TIMEOUT_MS;
 	ro.producer.max_held = RC_SLOTS; /* the victim may hold every slot */
 	ro.producer.on_limit = SV2SHM_LIMIT_SKIP;
-	g_where = "sv2shm_client_register (reclaim)";
+	bench_where = "sv2shm_client_register (reclaim)";
 	int r = sv2shm_client_register(cl, X.sh->name, &ro, &X.p);
 	if (r < 0) {
 		bench_report_note(rep, "reclaim: sv2shm_client_register(%s) returned %d (%s)", X.sh->name, r,
@@ -1769,14 +1711,14 @@ static int run_reclaim(struct sv2shm_client *cl, const char *sock, pid_t broker_
 		bench_report_note(rep, "reclaim: FAILED: %llu slots still live at the end", (unsigned long long)ps.live);
 		rc = -1;
 	}
-	g_where = "sv2shm_producer_destroy (reclaim)";
+	bench_where = "sv2shm_producer_destroy (reclaim)";
 	r = sv2shm_producer_destroy(X.p);
 	if (r < 0) {
 		bench_report_note(rep, "reclaim: sv2shm_producer_destroy() returned %d (%s)", r, sv2shm_strerror(r));
 		rc = -1;
 	}
 	munmap(X.sh, sizeof(*X.sh));
-	g_where = "between runs";
+	bench_where = "between runs";
 	return rc;
 }
 
@@ -2136,12 +2078,8 @@ int bench_broker_main(int argc, char **argv)
 	memset(&sa, 0, sizeof(sa));
 	sa.sa_handler = SIG_IGN;
 	sigaction(SIGPIPE, &sa, NULL);
-	sa.sa_handler = on_hard_alarm;
-	if (sigaction(SIGALRM, &sa, NULL) != 0) {
-		perror("sv2shm-bench broker: sigaction(SIGALRM)");
+	if (bench_hard_alarm("broker", HARD_TIMEOUT_S) < 0)
 		return 1;
-	}
-	alarm(HARD_TIMEOUT_S);
 
 	struct bench_report rep;
 	bench_report_init(&rep, "broker");

@@ -71,10 +71,6 @@
 #include <time.h>
 #include <unistd.h>
 
-#if defined(__SSE2__)
-#include <emmintrin.h>
-#endif
-
 /* Longest single wait (spin, futex, socket) before the run is declared hung. */
 #define WAIT_TIMEOUT_MS 5000
 #define WAIT_TIMEOUT_NS ((uint64_t)WAIT_TIMEOUT_MS * 1000000u)
@@ -226,38 +222,10 @@ static void close_fd(int *fd)
 /* Helpers: message bytes, CPU pinning, waiting                               */
 /* ------------------------------------------------------------------------- */
 
-static inline uint8_t msg_byte(uint64_t i)
-{
-	return (uint8_t)(1 + i % 251);
-}
-
-/* Sum of n bytes: the consumer "reads every byte". */
-static uint64_t sum_bytes(const uint8_t *p, size_t n)
-{
-	uint64_t total = 0;
-#if defined(__SSE2__)
-	const __m128i z = _mm_setzero_si128();
-	__m128i a0 = z, a1 = z, a2 = z, a3 = z;
-	for (; n >= 64; n -= 64, p += 64) {
-		a0 = _mm_add_epi64(a0, _mm_sad_epu8(_mm_loadu_si128((const __m128i *)(const void *)p), z));
-		a1 = _mm_add_epi64(a1, _mm_sad_epu8(_mm_loadu_si128((const __m128i *)(const void *)(p + 16)), z));
-		a2 = _mm_add_epi64(a2, _mm_sad_epu8(_mm_loadu_si128((const __m128i *)(const void *)(p + 32)), z));
-		a3 = _mm_add_epi64(a3, _mm_sad_epu8(_mm_loadu_si128((const __m128i *)(const void *)(p + 48)), z));
-	}
-	for (; n >= 16; n -= 16, p += 16)
-		a0 = _mm_add_epi64(a0, _mm_sad_epu8(_mm_loadu_si128((const __m128i *)(const void *)p), z));
-	__m128i a = _mm_add_epi64(_mm_add_epi64(a0, a1), _mm_add_epi64(a2, a3));
-	total = (uint64_t)_mm_cvtsi128_si64(a) + (uint64_t)_mm_cvtsi128_si64(_mm_unpackhi_epi64(a, a));
-#endif
-	while (n--)
-		total += *p++;
-	return total;
-}
-
 static void check_msg(struct child_result *res, const uint8_t *p, size_t len, size_t want, uint64_t i)
 {
-	uint64_t sum = len ? sum_bytes(p, len) : 0;
-	uint64_t expect = (uint64_t)want * msg_byte(i);
+	uint64_t sum = len ? bench_sum_bytes(p, len) : 0;
+	uint64_t expect = (uint64_t)want * bench_msg_byte(i);
 	if (len == want && sum == expect)
 		return;
 	if (!res->bad)
@@ -277,15 +245,6 @@ static int pin_cpu(int cpu, char *err)
 	if (sched_setaffinity(0, sizeof(set), &set) != 0)
 		return errf(err, "sched_setaffinity(cpu %d): %s", cpu, strerror(errno));
 	return 0;
-}
-
-static inline void cpu_relax(void)
-{
-#if defined(__x86_64__) || defined(__i386__)
-	__builtin_ia32_pause();
-#elif defined(__aarch64__)
-	__asm__ __volatile__("yield" ::: "memory");
-#endif
 }
 
 static long futex(_Atomic uint32_t *uaddr, int op, uint32_t val, const struct timespec *ts)
@@ -311,7 +270,7 @@ static int wait_change(_Atomic uint32_t *w, uint32_t old, _Atomic uint32_t *wait
 				*out = v;
 				return 0;
 			}
-			cpu_relax();
+			bench_cpu_relax();
 			if ((n & 0xfffu) == 0) {
 				uint64_t now = bench_now_ns();
 				if (!deadline)
@@ -406,7 +365,7 @@ static int memfd_produce(struct chan *ch, uint64_t *t_acq)
 		}
 		if (rt)
 			t_acq[i] = bench_now_ns();
-		memset(ch->data + (size_t)(head % rp->nbufs) * ch->stride, msg_byte(i), rp->size);
+		memset(ch->data + (size_t)(head % rp->nbufs) * ch->stride, bench_msg_byte(i), rp->size);
 		head++;
 		if (spin) {
 			atomic_store_explicit(&s->head, head, memory_order_release);
@@ -572,7 +531,7 @@ static int copy_produce(struct chan *ch, uint64_t *t_acq)
 			return -1;
 		if (rt)
 			t_acq[i] = bench_now_ns();
-		memset(ch->buf, msg_byte(i), rp->size);
+		memset(ch->buf, bench_msg_byte(i), rp->size);
 		if (send_all(out, ch->buf, rp->size, packet, ch->err, "producer: sending a message") < 0)
 			return -1;
 	}
@@ -695,7 +654,7 @@ static int sv2shm_produce(struct chan *ch, uint64_t *t_acq)
 		}
 		if (rt)
 			t_acq[i] = bench_now_ns();
-		memset(w, msg_byte(i), rp->size);
+		memset(w, bench_msg_byte(i), rp->size);
 		struct sv2shm_slice s;
 		r = sv2shm_buffer_get_data_owned(b, &s);
 		if (r < 0)
@@ -715,7 +674,7 @@ static int sv2shm_produce(struct chan *ch, uint64_t *t_acq)
 				deadline = now + WAIT_TIMEOUT_NS;
 			else if (now > deadline || g_alarm)
 				break;
-			cpu_relax();
+			bench_cpu_relax();
 		}
 		if (r < 0) {
 			int rr = sv2shm_slice_release(&s);
@@ -784,7 +743,7 @@ static int sv2shm_consume(struct chan *ch)
 
 static void iox_fill(uint8_t *p, size_t len, uint64_t i)
 {
-	memset(p, msg_byte(i), len);
+	memset(p, bench_msg_byte(i), len);
 }
 
 static void iox_check(void *ctx, const uint8_t *p, size_t len, size_t want, uint64_t i)
@@ -1304,7 +1263,7 @@ static int fanout_sv2shm_produce(struct chan *ch, unsigned n, const struct run_p
 			return errf(ch[0].err, "message %llu: sv2shm_buffer_get_writable() returned NULL (%s)",
 				    (unsigned long long)i, sv2shm_strerror(e));
 		}
-		memset(w, msg_byte(i), rp->size);
+		memset(w, bench_msg_byte(i), rp->size);
 		struct sv2shm_slice s;
 		r = sv2shm_buffer_get_data_owned(b, &s);
 		if (r < 0)
@@ -1319,7 +1278,7 @@ static int fanout_sv2shm_produce(struct chan *ch, unsigned n, const struct run_p
 				deadline = now + WAIT_TIMEOUT_NS;
 			else if (now > deadline || g_alarm)
 				break;
-			cpu_relax();
+			bench_cpu_relax();
 		}
 		if (r < 0) {
 			sv2shm_slice_release(&s); /* -EALREADY when publish had consumed it */
@@ -1344,7 +1303,7 @@ static int fanout_uds_produce(struct chan *ch, unsigned n, const struct run_para
 {
 	uint8_t *buf = ch[0].buf;
 	for (uint64_t i = 0; i < rp->total; i++) {
-		memset(buf, msg_byte(i), rp->size);
+		memset(buf, bench_msg_byte(i), rp->size);
 		for (unsigned k = 0; k < n; k++)
 			if (send_all(ch[k].sv[0], buf, rp->size, true, ch[0].err, "producer: sending a message") < 0)
 				return -1;

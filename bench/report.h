@@ -237,4 +237,36 @@ int bench_pin_thread(int cpu, const int *all, int nall);
 /** Progress line on stderr (not part of the results). */
 void bench_progress(const char *fmt, ...) BENCH_PRINTF(1, 2);
 
+/* ------------------------------------------------------------------------- */
+/* Shared by the cross-process modes (ipc, broker, soak, seed's threads)      */
+/* ------------------------------------------------------------------------- */
+
+/** A spin's pause between two looks. */
+static inline void bench_cpu_relax(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+	__builtin_ia32_pause();
+#elif defined(__aarch64__)
+	__asm__ __volatile__("yield" ::: "memory");
+#endif
+}
+
+/** The byte every position of message i holds (1..251: never 0). */
+static inline uint8_t bench_msg_byte(uint64_t i)
+{
+	return (uint8_t)(1 + i % 251);
+}
+
+/** Sum of n bytes: a consumer "reads every byte" (SSE2 when available). */
+uint64_t bench_sum_bytes(const uint8_t *p, size_t n);
+
+/** Where the mode's main process is, for the hard alarm's message (a
+ * string literal: the handler writes it with write(2)). */
+extern const char *volatile bench_where;
+
+/** Arm the whole-run alarm: after `seconds`, print which call the process
+ * was in (bench_where) and _exit(1) (the children die with us through
+ * PR_SET_PDEATHSIG). Returns 0, or -1 after printing why. */
+int bench_hard_alarm(const char *mode, unsigned seconds);
+
 #endif /* SV2SHM_BENCH_REPORT_H */

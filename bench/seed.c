@@ -157,15 +157,6 @@ static void any_release(struct any_slice *s)
 	}
 }
 
-static inline void cpu_relax(void)
-{
-#if defined(__x86_64__) || defined(__i386__)
-	__builtin_ia32_pause();
-#elif defined(__aarch64__)
-	__asm__ __volatile__("yield" ::: "memory");
-#endif
-}
-
 static void futex_wait(_Atomic uint32_t *w, uint32_t v)
 {
 	syscall(SYS_futex, (void *)w, FUTEX_WAIT_PRIVATE, v, NULL, NULL, 0);
@@ -267,7 +258,7 @@ static void *worker_main(void *arg)
 		if (tail == head) {
 			if (atomic_load_explicit(wk->stop, memory_order_acquire))
 				break;
-			cpu_relax();
+			bench_cpu_relax();
 			if (++idle % 4096u == 0)
 				sched_yield(); /* polite when workers outnumber CPUs */
 			continue;
@@ -279,7 +270,7 @@ static void *worker_main(void *arg)
 		 * that may share the physical core (vCPUs can be hyperthreads). */
 		while (bench_now_ns() < it->deadline)
 			for (int p = 0; p < 8; p++)
-				cpu_relax();
+				bench_cpu_relax();
 		(void)any_load(&it->s);
 		any_release(&it->s);
 		tail++;
@@ -362,7 +353,7 @@ static int sink_put(struct sink *k, const struct any_slice *s)
 		if (head - atomic_load_explicit(&wk->tail, memory_order_acquire) >= wk->ring) {
 			k->full_waits++;
 			while (head - atomic_load_explicit(&wk->tail, memory_order_acquire) >= wk->ring)
-				cpu_relax();
+				bench_cpu_relax();
 		}
 		struct witem *it = &wk->items[head & (wk->ring - 1u)];
 		it->s = *s;
@@ -421,7 +412,7 @@ static void sink_drain(struct sink *k)
 			struct worker *wk = &k->workers[j];
 			uint64_t head = atomic_load_explicit(&wk->head, memory_order_relaxed);
 			while (atomic_load_explicit(&wk->tail, memory_order_acquire) != head)
-				cpu_relax();
+				bench_cpu_relax();
 		}
 	}
 	k->used = 0;

@@ -694,24 +694,6 @@ struct soak {
 	char prod_notify[48];
 };
 
-/* The library call the producer is in, for the hard alarm's message. */
-static const char *volatile g_where = "setup";
-
-static void on_hard_alarm(int sig)
-{
-	(void)sig;
-	static const char a[] = "\nsv2shm-bench soak: HARD TIMEOUT: the run did not end in time; the producer was in ";
-	static const char b[] = " (every call there is bounded: a library call that blocked?)\n";
-	if (write(2, a, sizeof(a) - 1) < 0) {
-	}
-	const char *w = (const char *)g_where;
-	if (write(2, w, strlen(w)) < 0) {
-	}
-	if (write(2, b, sizeof(b) - 1) < 0) {
-	}
-	_exit(1); /* the children die with us (PR_SET_PDEATHSIG) */
-}
-
 static void soak_fail(struct soak *S, const char *fmt, ...) BENCH_PRINTF(2, 3);
 static void soak_fail(struct soak *S, const char *fmt, ...)
 {
@@ -801,7 +783,7 @@ static int spawn(struct soak *S)
 		soak_fail(S, "socketpair: %s", strerror(errno));
 		return -1;
 	}
-	g_where = "sv2shm_producer_add_consumer";
+	bench_where = "sv2shm_producer_add_consumer";
 	int id = sv2shm_producer_add_consumer(S->p, sv[0]); /* owns sv[0] now */
 	if (id <= 0) {
 		close(sv[1]);
@@ -824,7 +806,7 @@ static int spawn(struct soak *S)
 	uint64_t child_seed = rng_next(&S->rng);
 	fflush(stdout);
 	fflush(stderr);
-	g_where = "fork";
+	bench_where = "fork";
 	pid_t pid = fork();
 	if (pid < 0) {
 		close(sv[1]);
@@ -1021,9 +1003,9 @@ static int publish_one(struct soak *S)
 	size_t len = draw_len(S);
 	if (len < HDR_SIZE(n))
 		len = HDR_SIZE(n);
-	g_where = "sv2shm_buffer_get_writable (policy WAIT)";
+	bench_where = "sv2shm_buffer_get_writable (policy WAIT)";
 	uint8_t *w = sv2shm_buffer_get_writable(S->b, len);
-	g_where = "main loop";
+	bench_where = "main loop";
 	drain_events(S, PATH_WAIT);
 	if (!w) {
 		int e = sv2shm_buffer_last_error(S->b);
@@ -1073,9 +1055,9 @@ static int publish_one(struct soak *S)
 		return -1;
 	}
 	for (unsigned attempt = 0;; attempt++) {
-		g_where = "sv2shm_producer_publish";
+		bench_where = "sv2shm_producer_publish";
 		r = sv2shm_producer_publish(S->p, &s, ids, n, 0);
-		g_where = "main loop";
+		bench_where = "main loop";
 		drain_events(S, PATH_PUBLISH);
 		if (r != -ESRCH || attempt > MAX_IDS)
 			break;
@@ -1146,14 +1128,14 @@ static int soak_loop(struct soak *S)
 			 * process when it says so. */
 			struct pollfd pf = {.fd = pfd, .events = POLLIN};
 			int ms = (int)(rng_range(&S->rng, 0, PACE_MAX_US) / 1000u);
-			g_where = "poll(sv2shm_producer_fd)";
+			bench_where = "poll(sv2shm_producer_fd)";
 			int pr = poll(&pf, 1, ms);
 			if (pr == 0 && ms == 0)
 				sleep_us((unsigned)rng_range(&S->rng, 100, PACE_MAX_US));
 		}
-		g_where = "sv2shm_producer_process";
+		bench_where = "sv2shm_producer_process";
 		int r = sv2shm_producer_process(S->p);
-		g_where = "main loop";
+		bench_where = "main loop";
 		if (r < 0)
 			soak_fail(S, "sv2shm_producer_process() returned %d (%s)", r, sv2shm_strerror(r));
 		drain_events(S, PATH_PROCESS);
@@ -1166,7 +1148,7 @@ static int soak_loop(struct soak *S)
 static void soak_end(struct soak *S, struct sv2shm_pool_stats *st, int *destroy_rc)
 {
 	S->stopping = true;
-	g_where = "sv2shm_producer_flush";
+	bench_where = "sv2shm_producer_flush";
 	sv2shm_producer_flush(S->p);
 	for (size_t i = 0; i < S->ncons; i++)
 		S->sh->rec[S->cons[i].rec].expected = S->cons[i].seq;
@@ -1175,7 +1157,7 @@ static void soak_end(struct soak *S, struct sv2shm_pool_stats *st, int *destroy_
 	uint64_t deadline = bench_now_ns() + (uint64_t)END_TIMEOUT_MS * 1000000u;
 	for (;;) {
 		reap(S, false);
-		g_where = "sv2shm_producer_process (end)";
+		bench_where = "sv2shm_producer_process (end)";
 		sv2shm_producer_process(S->p);
 		drain_events(S, PATH_END);
 		size_t left = 0;
@@ -1192,20 +1174,20 @@ static void soak_end(struct soak *S, struct sv2shm_pool_stats *st, int *destroy_
 					kill(c->pid, SIGKILL);
 				}
 			}
-			g_where = "waitpid (end)";
+			bench_where = "waitpid (end)";
 			for (size_t i = 0; i < S->ncons; i++)
 				if (S->cons[i].pid > 0 && !S->cons[i].reaped)
 					reap(S, true);
 			break;
 		}
-		g_where = "poll(sv2shm_producer_fd) (end)";
+		bench_where = "poll(sv2shm_producer_fd) (end)";
 		struct pollfd pf = {.fd = sv2shm_producer_fd(S->p), .events = POLLIN};
 		poll(&pf, 1, 5);
 	}
 	/* Every consumer is gone: the producer must remove all of them. */
 	deadline = bench_now_ns() + 2000000000u;
 	for (;;) {
-		g_where = "sv2shm_producer_process (end)";
+		bench_where = "sv2shm_producer_process (end)";
 		sv2shm_producer_process(S->p);
 		drain_events(S, PATH_END);
 		if (!S->nactive || bench_now_ns() > deadline)
@@ -1219,7 +1201,7 @@ static void soak_end(struct soak *S, struct sv2shm_pool_stats *st, int *destroy_
 			     "sv2shm_producer_process())",
 			  c->id, c->killed ? "killed" : "survivor", (int)c->pid);
 	}
-	g_where = "end checks";
+	bench_where = "end checks";
 	memset(st, 0, sizeof(*st));
 	sv2shm_pool_stats(sv2shm_producer_pool(S->p), st);
 	if (st->live != 0 || st->mask != 0) {
@@ -1498,12 +1480,8 @@ int bench_soak_main(int argc, char **argv)
 	memset(&sa, 0, sizeof(sa));
 	sa.sa_handler = SIG_IGN;
 	sigaction(SIGPIPE, &sa, NULL);
-	sa.sa_handler = on_hard_alarm;
-	if (sigaction(SIGALRM, &sa, NULL) != 0) {
-		perror("sv2shm-bench soak: sigaction(SIGALRM)");
+	if (bench_hard_alarm("soak", cfg.seconds + HARD_SLACK_S) < 0)
 		return 1;
-	}
-	alarm(cfg.seconds + HARD_SLACK_S);
 
 	struct bench_report rep;
 	bench_report_init(&rep, "soak");
@@ -1560,10 +1538,10 @@ int bench_soak_main(int argc, char **argv)
 	struct sv2shm_pool_stats st;
 	int destroy_rc = 0;
 	soak_end(&S, &st, &destroy_rc);
-	g_where = "joining the death watcher";
+	bench_where = "joining the death watcher";
 	watcher_stop(&g_watcher);
 	alarm(0);
-	g_where = "report";
+	bench_where = "report";
 	bench_load_note(&rep, &load);
 	bool failed = false;
 	report_results(&S, seconds, &st, &failed);

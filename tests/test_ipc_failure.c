@@ -337,6 +337,12 @@ static void run_backpressure(int notify, bool by_bytes)
 		struct sv2shm_slice s;
 		assert_int_equal(sv2shm_buffer_get_data_owned(b, &s), 0);
 		publish(p, &s, &id, 1);
+		/* The wake-up that ended the wait is read by now: the producer's
+		 * fd does not call an event loop in for nothing. */
+		struct pollfd pfd = {.fd = sv2shm_producer_fd(p), .events = POLLIN};
+		if (poll(&pfd, 1, 0) != 0)
+			fail_msg("round %d: sv2shm_producer_fd() readable after the publish (revents 0x%x)", round,
+				 (unsigned)pfd.revents);
 		assert_int_equal(cmd(ctl, CMD(OP_RECV, idx, 10u + (unsigned)round)), 1);
 		assert_int_equal(__builtin_popcountll(ipc_mask(p)), 4);
 	}

@@ -821,6 +821,17 @@ static int publish_one(struct sv2shm_producer *p, struct sv2shm_slice *s, int id
 	return 0;
 }
 
+/* A publish went out. A wait that a wake datagram ended left the datagram
+ * unread, so that this slice went out first (producer_events' `later`);
+ * read it now, or sv2shm_producer_fd() stays readable for an event loop
+ * with nothing to process. */
+static inline int published(struct sv2shm_producer *p, int r)
+{
+	if (p->undrained)
+		drain_wakes(p);
+	return r;
+}
+
 SV2SHM_API int sv2shm_producer_publish(struct sv2shm_producer *p, struct sv2shm_slice *s, const int *ids, unsigned n,
 				       unsigned flags)
 {
@@ -835,7 +846,7 @@ SV2SHM_API int sv2shm_producer_publish(struct sv2shm_producer *p, struct sv2shm_
 	if (n == 1 && pool_slice && !p->socket_transport) {
 		int r = publish_one(p, s, ids[0], flags);
 		if (r != PUBLISH_GENERAL)
-			return r;
+			return r < 0 ? r : published(p, r);
 	}
 	uint32_t bits = 0;
 	for (unsigned i = 0; i < n; i++) {
@@ -870,7 +881,7 @@ SV2SHM_API int sv2shm_producer_publish(struct sv2shm_producer *p, struct sv2shm_
 
 	if (!deliver) {
 		sv2shm_slice_release(s); /* nobody takes it: the slot frees at once */
-		return missing;
+		return published(p, missing);
 	}
 	uint32_t full = 0, gone = 0;
 	if (!pool_slice) {
@@ -909,7 +920,7 @@ SV2SHM_API int sv2shm_producer_publish(struct sv2shm_producer *p, struct sv2shm_
 		for (uint32_t m = deliver & ~failed; m; m &= m - 1u)
 			if (p->links[__builtin_ctz(m)].used)
 				wake_link(&p->links[__builtin_ctz(m)]);
-	return missing;
+	return published(p, missing);
 }
 
 SV2SHM_API int sv2shm_producer_remove_consumer(struct sv2shm_producer *p, int id)

@@ -763,9 +763,18 @@ static void publish_socket(struct sv2shm_producer *p, const struct sv2shm_desc *
 	}
 }
 
-/* A pool slice goes to the consumers in `to`: its descriptor; the private
- * record first, then the consumers' view, then our hold goes (the slot is
- * never free in between); *s is cleared. */
+/* Slot `slot` at `gen` goes to the consumers in `to`: the private record
+ * first, then the consumers' view, then our hold goes (the slot is never
+ * free in between). Both publish paths, before the ring entry or message. */
+static void hand_over_records(struct sv2shm_producer *p, unsigned slot, uint32_t gen, uint32_t to)
+{
+	p->peers.pub[slot] = to;
+	atomic_store_explicit(&p->mem.ctl->slots[slot].state, SV2SHM_STATE(gen, to), memory_order_release);
+	atomic_store_explicit(&p->pool.own_gen[slot], 0u, memory_order_release);
+}
+
+/* The general path's hand-over: the records, and the slice's descriptor;
+ * *s is cleared. */
 static struct sv2shm_desc hand_over(struct sv2shm_producer *p, struct sv2shm_slice *s, uint32_t to)
 {
 	unsigned slot = s->_slot;
@@ -777,9 +786,7 @@ static struct sv2shm_desc hand_over(struct sv2shm_producer *p, struct sv2shm_sli
 				.region_id = p->region_id,
 				.offset = p->pool.data_off[slot],
 				.length = p->pool.data_len[slot]};
-	p->peers.pub[slot] = to;
-	atomic_store_explicit(&p->mem.ctl->slots[slot].state, SV2SHM_STATE(gen, to), memory_order_release);
-	atomic_store_explicit(&p->pool.own_gen[slot], 0u, memory_order_release);
+	hand_over_records(p, slot, gen, to);
 	memset(s, 0, sizeof(*s));
 	return d;
 }
@@ -790,7 +797,7 @@ static struct sv2shm_desc hand_over(struct sv2shm_producer *p, struct sv2shm_sli
 /*
  * The common case on its own: one consumer, a pool slice, the ring, room in
  * it and the consumer under its limit — the general path's steps in the
- * same order (hand_over's records, then the entry), without its loops over
+ * same order (hand_over_records(), then the entry), without its loops over
  * consumer sets, and with the entry written straight from the slot's
  * records: from here to the entry's sequence word is the producer's share
  * of a round trip. Anything else (a full or broken ring, a consumer at its
@@ -805,11 +812,9 @@ static int publish_one(struct sv2shm_producer *p, struct sv2shm_slice *s, int id
 	if (ring_room(p, l) != 0 || at_limit(p, (unsigned)b))
 		return PUBLISH_GENERAL;
 	unsigned slot = s->_slot;
-	uint32_t gen = s->_gen, to = UINT32_C(1) << b;
+	uint32_t gen = s->_gen;
 	uint64_t length = p->pool.data_len[slot];
-	p->peers.pub[slot] = to;
-	atomic_store_explicit(&p->mem.ctl->slots[slot].state, SV2SHM_STATE(gen, to), memory_order_release);
-	atomic_store_explicit(&p->pool.own_gen[slot], 0u, memory_order_release);
+	hand_over_records(p, slot, gen, UINT32_C(1) << b);
 	ring_put_pool_desc(ring_entry(l->ring, p->ring_entries, l->head), (uint16_t)slot, gen, p->region_id,
 			   p->pool.data_off[slot], length);
 	ring_commit(p, l);

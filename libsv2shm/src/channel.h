@@ -56,4 +56,20 @@ static inline void ring_put_pool_desc(uint8_t *e, uint16_t slot, uint32_t gen, u
 	memcpy(e, w, sizeof(w));
 }
 
+/* The fields of a ring entry read back as the four 8-byte words
+ * ring_put_pool_desc() writes (w[0]: version, kind, slot and generation;
+ * then region_id, offset, length) — the consumer's way to a pool slice
+ * without decoding into a struct first. Nothing is checked here. */
+static inline void ring_get_words(const uint8_t *e, uint64_t w[4])
+{
+	memcpy(w, e, 4 * sizeof(uint64_t));
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
+	for (int i = 0; i < 4; i++)
+		w[i] = __builtin_bswap64(w[i]);
+#endif
+}
+
+/* w[0] of a pool descriptor of this format version, slot and generation aside. */
+#define RING_POOL_WORD0 ((uint64_t)SV2SHM_DESC_VERSION | ((uint64_t)SV2SHM_DESC_POOL << 8))
+
 #endif /* SV2SHM_CHANNEL_H */

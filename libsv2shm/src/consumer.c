@@ -345,11 +345,17 @@ static int try_pop(struct sv2shm_consumer *c, struct sv2shm_slice *out, bool loo
 		c->producer_gone = true;
 		return -EPIPE;
 	}
+	/* One copy of the entry: the producer may rewrite it once the tail
+	 * below counts it, and every check reads this copy. */
 	uint8_t raw[SV2SHM_DESC_SIZE];
 	memcpy(raw, ring_entry(c->ring, c->entries, c->tail), sizeof(raw));
 	prefetch_slice(c, raw);
 	c->tail++;
 	atomic_store_explicit(&c->ring->tail, c->tail, memory_order_release);
+	uint64_t w[4];
+	ring_get_words(raw, w);
+	if (region_open_ring(c->region, w, c->holder, out) == 0)
+		return 1;
 	struct sv2shm_desc d;
 	int r = sv2shm_desc_decode(raw, &d);
 	if (r < 0)

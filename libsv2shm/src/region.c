@@ -17,6 +17,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "channel.h"
 #include "pool.h"
 #include "region.h"
 #include "slots.h"
@@ -277,6 +278,20 @@ SV2SHM_API int sv2shm_region_open(struct sv2shm_region *r, const uint8_t desc[SV
 	return region_open_desc(r, &d, holder, false, out);
 }
 
+/* Fill *out: a SHARED slice of r's slot `slot` at `gen`, held by `holder`. */
+static void shared_slice(struct sv2shm_region *r, unsigned slot, uint32_t gen, uint64_t off, uint64_t len,
+			 unsigned holder, struct sv2shm_slice *out)
+{
+	memset(out, 0, sizeof(*out));
+	out->data = len ? (uint8_t *)(uintptr_t)(r->data + off) : NULL;
+	out->len = (size_t)len;
+	out->_owner = r;
+	out->_gen = gen;
+	out->_slot = (uint16_t)slot;
+	out->_holder = (uint8_t)holder;
+	out->_kind = SV2SHM_SLICE_SHARED;
+}
+
 int region_open_desc(struct sv2shm_region *r, const struct sv2shm_desc *dp, unsigned holder, bool from_ring,
 		     struct sv2shm_slice *out)
 {
@@ -330,14 +345,27 @@ int region_open_desc(struct sv2shm_region *r, const struct sv2shm_desc *dp, unsi
 		 * a few instructions, unless that thread is descheduled. */
 		wait_released(r, d.slot);
 	}
-	memset(out, 0, sizeof(*out));
-	out->data = d.length ? (uint8_t *)(uintptr_t)(r->data + d.offset) : NULL;
-	out->len = (size_t)d.length;
-	out->_owner = r;
-	out->_gen = d.generation;
-	out->_slot = d.slot;
-	out->_holder = (uint8_t)holder;
-	out->_kind = SV2SHM_SLICE_SHARED;
+	shared_slice(r, d.slot, d.generation, d.offset, d.length, holder, out);
+	return 0;
+}
+
+int region_open_ring(struct sv2shm_region *r, const uint64_t w[4], unsigned holder, struct sv2shm_slice *out)
+{
+	unsigned slot = (unsigned)(w[0] >> 16) & 0xffffu;
+	uint32_t gen = (uint32_t)(w[0] >> 32);
+	uint64_t off = w[2], len = w[3];
+	/* region_open_desc()'s checks for an entry of our ring, in one go. */
+	if ((w[0] & 0xffffu) != RING_POOL_WORD0 || w[1] != r->id || slot >= r->nslots || off > r->cap ||
+	    len > r->cap - off || gen == 0 || atomic_load_explicit(&r->ring->released[slot], memory_order_relaxed) == gen)
+		return 1;
+	/* A free hold word becomes ours with a plain store: only the thread
+	 * that pops the ring opens its slots (ipc.h, "Threads"), and other
+	 * threads only ever change a word that is held (their release), which
+	 * this one is not. A word held or releasing takes the general way. */
+	if (atomic_load_explicit(&r->held[slot], memory_order_acquire) != 0)
+		return 1;
+	atomic_store_explicit(&r->held[slot], ((uint64_t)gen << 1) | 1u, memory_order_release);
+	shared_slice(r, slot, gen, off, len, holder, out);
 	return 0;
 }
 

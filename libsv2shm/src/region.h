@@ -59,6 +59,12 @@ struct sv2shm_region {
  * record in the control block is not read, see region.c. */
 int region_open_desc(struct sv2shm_region *r, const struct sv2shm_desc *d, unsigned holder, bool from_ring,
 		     struct sv2shm_slice *out);
+/* The ring's common case, a descriptor every check passes, opened straight
+ * from the entry's words (ring_get_words()) by the thread that pops the ring:
+ * 0, or 1 when it is not that case — the caller then takes the general way
+ * (sv2shm_desc_decode(), region_open_desc()), which decides it and its error
+ * from scratch. */
+int region_open_ring(struct sv2shm_region *r, const uint64_t w[4], unsigned holder, struct sv2shm_slice *out);
 /* Is a SHARED slice of r opened and not released (or its release still
  * running)? Then the region must not be detached. */
 bool region_busy(const struct sv2shm_region *r);

@@ -349,6 +349,12 @@ struct sv2shm_consumer_options {
 
 struct sv2shm_consumer;
 
+/*
+ * Threads: a consumer belongs to one thread at a time — recv, flush,
+ * prepare_wait, free, and sv2shm_region_open() on sv2shm_consumer_region();
+ * only sv2shm_slice_release() of its slices may come from any thread.
+ */
+
 /**
  * Receive the region from the producer on `sock` (waiting up to 10 s for the
  * setup message) and attach to it (see sv2shm_region_attach() for what is

@@ -790,6 +790,7 @@ static void test_recv_rejects_ring_garbage(void **state)
 	/* The producer's own slice Z (not published to anyone). */
 	struct sv2shm_slice z;
 	unsigned sz = bit_index(make(p, 52, 100, &z));
+	assert_int_equal(sv2shm_producer_process(p), 0); /* the claim's view, as a tool would see it */
 	d.slot = (uint16_t)sz;
 	d.generation = SV2SHM_STATE_GEN(atomic_load(&m.ctl->slots[sz].state));
 	d.offset = m.ctl->slots[sz].offset;
@@ -995,6 +996,70 @@ static void test_ring_full(void **state)
 }
 
 
+/* A shared pool's view in the control block (slot records, state words,
+ * mask, slot counters) — what the broker's reclaim and the tools read — lags
+ * a claim or a tidy until the next publish's entry is out, a wait, or
+ * sv2shm_producer_process(); the state word of a published slot is written
+ * before its entry. */
+static void test_view_follows_the_pool(void **state)
+{
+	(void)state;
+	struct sv2shm_producer *p = new_producer(SV2SHM_POOL_FAIL, 4, CAP, 16);
+	struct mitm m;
+	struct sv2shm_consumer *c = mitm_consumer(p, &m, 1);
+	const struct sv2shm_ctl *ctl = m.ctl;
+	int id = 1;
+	struct sv2shm_slice a, z, s;
+	unsigned sa = bit_index(make(p, 80, 500, &a));
+	uint32_t ga = a._gen;
+	uint32_t h = atomic_load(&m.ring->head);
+	assert_int_equal(sv2shm_producer_publish(p, &a, &id, 1, 0), 0);
+	assert_int_equal(atomic_load(&m.ring->head), h + 1u);
+	struct sv2shm_desc d;
+	assert_int_equal(sv2shm_desc_decode(ring_slot(m.ring, 16u, h), &d), 0);
+	uint64_t st = atomic_load(&ctl->slots[sa].state);
+	assert_int_equal(SV2SHM_STATE_GEN(st), ga);
+	assert_int_equal(SV2SHM_STATE_HOLDERS(st), UINT32_C(1) << 1); /* consumer id 1 only: we let go */
+	assert_int_equal(ctl->slots[sa].offset, d.offset);
+	assert_int_equal(ctl->slots[sa].length, 500);
+	assert_int_equal(atomic_load(&ctl->mask), UINT64_C(1) << sa);
+	assert_int_equal(atomic_load(&ctl->counters.live), 1);
+	assert_int_equal(atomic_load(&ctl->counters.bytes_in_use), 500);
+
+	/* The producer's own slice, never published: process() shows it. */
+	unsigned sz = bit_index(make(p, 81, 100, &z));
+	assert_int_equal(sv2shm_producer_process(p), 0);
+	st = atomic_load(&ctl->slots[sz].state);
+	assert_int_equal(SV2SHM_STATE_GEN(st), z._gen);
+	assert_int_equal(SV2SHM_STATE_HOLDERS(st), 1u); /* bit 0: the producer */
+	assert_int_equal(ctl->slots[sz].length, 100);
+	assert_int_equal(atomic_load(&ctl->mask), (UINT64_C(1) << sa) | (UINT64_C(1) << sz));
+	assert_int_equal(atomic_load(&ctl->counters.live), 2);
+	assert_int_equal(atomic_load(&ctl->counters.hw_slots), 2);
+
+	/* Both let go; a full pool's wait tidies them away, and the wait (it
+	 * fails at once here: FAIL policy, then a slice as large as the pool)
+	 * leaves the view empty. */
+	assert_int_equal(sv2shm_consumer_recv(c, &s, 1000), 1);
+	assert_int_equal(sv2shm_slice_release(&s), 0);
+	assert_int_equal(sv2shm_slice_release(&z), 0);
+	assert_int_equal(ipc_mask(p), 0);
+	struct sv2shm_slice w;
+	unsigned sw = bit_index(make(p, 82, CAP, &w));
+	assert_int_equal(sv2shm_producer_process(p), 0);
+	assert_int_equal(atomic_load(&ctl->mask), UINT64_C(1) << sw);
+	for (unsigned k = 0; k < ctl->nslots; k++)
+		if (k != sw)
+			assert_int_equal(SV2SHM_STATE_HOLDERS(atomic_load(&ctl->slots[k].state)), 0);
+	assert_int_equal(atomic_load(&ctl->counters.live), 1);
+	assert_int_equal(atomic_load(&ctl->counters.bytes_in_use), CAP);
+	assert_int_equal(atomic_load(&ctl->counters.releases), 2);
+	assert_int_equal(sv2shm_slice_release(&w), 0);
+	free_consumer(c);
+	mitm_close(&m);
+	destroy_producer(p);
+}
+
 /* The single-consumer publish writes its ring entry with ring_put_pool_desc()
  * (four 8-byte stores), everything else with sv2shm_desc_encode(): both must
  * write the same 32 bytes, and nothing past them (the entry's sequence word
@@ -1051,6 +1116,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_recv_refused_gives_hold_back, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_ring_full, setup, teardown),
 		cmocka_unit_test(test_ring_put_matches_encode),
+		cmocka_unit_test(test_view_follows_the_pool),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -94,8 +94,20 @@ static inline void ctr_set(_Atomic uint64_t *c, uint64_t v)
 	atomic_store_explicit(c, v, memory_order_relaxed);
 }
 
+/* The slot counters, from the private copies. */
+static void ctr_store_slots(struct sv2shm_pool *p)
+{
+	const struct pool_ctrs *c = &p->ctrs;
+	ctr_set(CTR(p, live), c->live);
+	ctr_set(CTR(p, bytes_in_use), c->bytes_in_use);
+	ctr_set(CTR(p, hw_slots), c->hw_slots);
+	ctr_set(CTR(p, hw_bytes), c->hw_bytes);
+	ctr_set(CTR(p, releases), c->releases);
+}
+
 /* A slot's slice joined the runs (+len) or left them (-len). The counts are
- * kept privately and stored: the control block is only ever written. */
+ * kept privately and stored (a shared pool's at its next pool_sync_view()):
+ * the control block is only ever written. */
 static void ctr_in_use(struct sv2shm_pool *p, int64_t bytes)
 {
 	struct pool_ctrs *c = &p->ctrs;
@@ -103,14 +115,14 @@ static void ctr_in_use(struct sv2shm_pool *p, int64_t bytes)
 	if (bytes > 0) {
 		c->live++;
 		if (c->live > c->hw_slots)
-			ctr_set(CTR(p, hw_slots), c->hw_slots = c->live);
+			c->hw_slots = c->live;
 		if (c->bytes_in_use > c->hw_bytes)
-			ctr_set(CTR(p, hw_bytes), c->hw_bytes = c->bytes_in_use);
+			c->hw_bytes = c->bytes_in_use;
 	} else {
 		c->live--;
 	}
-	ctr_set(CTR(p, live), c->live);
-	ctr_set(CTR(p, bytes_in_use), c->bytes_in_use);
+	if (!p->owner)
+		ctr_store_slots(p);
 }
 
 void pool_count_published(struct sv2shm_pool *p, uint64_t bytes)
@@ -150,10 +162,10 @@ static void drop_slot(struct sv2shm_pool *p, unsigned s)
 {
 	p->owned &= ~BIT(s);
 	p->mask_view &= ~BIT(s);
-	ctr_set(CTR(p, releases), ++p->ctrs.releases);
+	p->ctrs.releases++;
 	ctr_in_use(p, -(int64_t)p->claim_len[s]);
 	if (p->owner) /* the view: nobody holds it now (every release latched) */
-		atomic_store_explicit(&p->ctl->slots[s].state, SV2SHM_STATE(p->gen[s], 0), memory_order_release);
+		p->view_due |= BIT(s);
 }
 
 /*
@@ -181,7 +193,7 @@ static void tidy(struct sv2shm_pool *p)
 		drop_slot(p, s);
 		p->front_end = p->off[s];
 	}
-	if (p->mask_view != before)
+	if (p->mask_view != before && !p->owner)
 		atomic_store_explicit(&p->ctl->mask, p->mask_view, memory_order_release);
 	if (!front->len)
 		p->front_end = 0;
@@ -410,6 +422,7 @@ static void wait_deadline(const struct sv2shm_pool *p, int64_t *d, uint64_t now_
 static int wait_for_release(struct sv2shm_pool *p, int64_t *deadline /* us */)
 {
 	struct sv2shm_ctl *ctl = p->ctl;
+	pool_sync_view(p); /* a full pool is what a tool looks at */
 	/* A bounded spin first: a release seen here needs no wake-up at all,
 	 * and a cross-core cache-line hand-off is ~100x cheaper than a sleep.
 	 * After 2 us it yields the CPU between looks: a consumer that shares
@@ -606,23 +619,27 @@ static void claim(struct sv2shm_pool *p, unsigned s, uint64_t off, uint64_t span
 	p->data_len[s] = span - skip;
 	p->claims++;
 	p->claim_no[s] = p->claims;
-	cs->offset = p->data_off[s];
-	cs->length = p->data_len[s];
-	cs->claim = p->claims;
-	/* The slot is free: only stale releases can touch its state word, and
-	 * their CAS fails on the new generation. A shared pool's state word is a
-	 * view; the truth is own_gen and the peers' records. */
-	if (p->owner) {
-		atomic_store_explicit(&p->own_gen[s], gen, memory_order_relaxed);
-		p->peers->pub[s] = 0;
-	}
-	atomic_store_explicit(&cs->state, SV2SHM_STATE(gen, 1u), memory_order_release);
 	p->mask_view |= BIT(s);
 	p->claim_len[s] = span;
 	ctr_in_use(p, (int64_t)span);
-	if (!p->owner)
+	if (p->owner) {
+		/* A shared pool's record and state word are a view; the truth is
+		 * own_gen and the peers' records. The view follows at the next
+		 * pool_sync_view(): a publish's hand-over writes the state word
+		 * itself before its descriptor goes out. */
+		atomic_store_explicit(&p->own_gen[s], gen, memory_order_relaxed);
+		p->peers->pub[s] = 0;
+		p->view_due |= BIT(s);
+	} else {
+		/* The slot is free: only stale releases can touch its state
+		 * word, and their CAS fails on the new generation. */
+		cs->offset = p->data_off[s];
+		cs->length = p->data_len[s];
+		cs->claim = p->claims;
+		atomic_store_explicit(&cs->state, SV2SHM_STATE(gen, 1u), memory_order_release);
 		pool_count_published(p, span - skip);
-	atomic_store_explicit(&p->ctl->mask, p->mask_view, memory_order_release);
+		atomic_store_explicit(&p->ctl->mask, p->mask_view, memory_order_release);
+	}
 
 	if (p->cur_run == RUN_BACK)
 		p->back_end = off + span;
@@ -756,8 +773,8 @@ int pool_release_slice(struct sv2shm_pool *p, unsigned slot, uint32_t gen)
 		atomic_fetch_add_explicit(&p->refused, 1u, memory_order_relaxed);
 	if (r >= 0) {
 #if SV2SHM_TRACE
-		/* Offsets read back from the control block are for the trace only. */
-		TRACE(p, SV2SHM_TRACE_RELEASE, (int)slot, p->ctl->slots[slot].offset, p->ctl->slots[slot].length);
+		/* The slice's bytes as claimed: the slot is ours until this release. */
+		TRACE(p, SV2SHM_TRACE_RELEASE, (int)slot, p->data_off[slot], p->data_len[slot]);
 #endif
 		if (r == 1 && p->wake && slot_waiter_needs_wake(&p->ctl->producer_waiting, &p->signaled_epoch))
 			p->wake(p);
@@ -940,6 +957,32 @@ SV2SHM_API const char *sv2shm_pool_mode_name(int mode)
 	default:
 		return "?";
 	}
+}
+
+void pool_sync_view(struct sv2shm_pool *p)
+{
+	uint64_t due = p->view_due;
+	if (!due)
+		return;
+	p->view_due = 0;
+	for (; due; due &= due - 1u) {
+		unsigned s = (unsigned)__builtin_ctzll(due);
+		struct sv2shm_ctl_slot *cs = &p->ctl->slots[s];
+		if (p->mask_view & BIT(s)) {
+			cs->offset = p->data_off[s];
+			cs->length = p->data_len[s];
+			cs->claim = p->claim_no[s];
+		}
+		/* Who holds it as far as the producer knows: us, and the
+		 * consumers it went to whose releases are not latched yet. A
+		 * slot that left the runs has no holder. */
+		uint32_t holders = 0;
+		if (p->mask_view & BIT(s))
+			holders = p->peers->pub[s] | (atomic_load_explicit(&p->own_gen[s], memory_order_relaxed) ? 1u : 0u);
+		atomic_store_explicit(&cs->state, SV2SHM_STATE(p->gen[s], holders), memory_order_release);
+	}
+	atomic_store_explicit(&p->ctl->mask, p->mask_view, memory_order_release);
+	ctr_store_slots(p);
 }
 
 /* The slots holding a live slice, from private state: the slots the runs

@@ -823,6 +823,7 @@ static int publish_one(struct sv2shm_producer *p, struct sv2shm_slice *s, int id
 	pool_count_published(&p->pool, length);
 	if (!(flags & SV2SHM_PUBLISH_MORE))
 		wake_link(l);
+	pool_sync_view(&p->pool); /* the claim's and the tidy's view, now that the entry is out */
 	return 0;
 }
 
@@ -853,6 +854,9 @@ SV2SHM_API int sv2shm_producer_publish(struct sv2shm_producer *p, struct sv2shm_
 		if (r != PUBLISH_GENERAL)
 			return r < 0 ? r : published(p, r);
 	}
+	/* The view first: a consumer on the socket transport checks the slot's
+	 * record against the descriptor it gets. */
+	pool_sync_view(&p->pool);
 	uint32_t bits = 0;
 	for (unsigned i = 0; i < n; i++) {
 		int b = resolve_id(p, ids[i]);
@@ -942,6 +946,7 @@ SV2SHM_API int sv2shm_producer_process(struct sv2shm_producer *p)
 {
 	if (!p)
 		return -EINVAL;
+	pool_sync_view(&p->pool);
 	drain_wakes(p);
 	return producer_events(p, 0, false);
 }

@@ -69,14 +69,15 @@ static int setup(void **state)
 	return 0;
 }
 
-static struct sv2shm_producer *new_producer(int policy, unsigned slots, uint64_t cap, unsigned ring_entries)
+static struct sv2shm_producer *new_producer_waiting(int policy, unsigned slots, uint64_t cap, unsigned ring_entries,
+						   int wait_timeout_ms)
 {
 	struct sv2shm_producer_options o;
 	memset(&o, 0, sizeof(o));
 	o.pool.capacity = cap;
 	o.pool.slots = slots;
 	o.pool.policy = policy;
-	o.pool.wait_timeout_ms = 5000;
+	o.pool.wait_timeout_ms = wait_timeout_ms;
 	o.ring_entries = ring_entries;
 	o.max_held = slots; /* limits are tested in test_ipc_hostile.c */
 	o.on_limit = SV2SHM_LIMIT_REFUSE;
@@ -86,6 +87,11 @@ static struct sv2shm_producer *new_producer(int policy, unsigned slots, uint64_t
 		fail_msg("sv2shm_producer_new: %d (%s)", r, sv2shm_strerror(r));
 	ipc_hold(p);
 	return p;
+}
+
+static struct sv2shm_producer *new_producer(int policy, unsigned slots, uint64_t cap, unsigned ring_entries)
+{
+	return new_producer_waiting(policy, slots, cap, ring_entries, 5000);
 }
 
 /* A consumer in this very process (the setup message waits in the socket). */
@@ -271,6 +277,8 @@ static void test_region_open_rejects(void **state)
 	int id1 = 1;
 	assert_int_equal(sv2shm_producer_publish(p, &x, &id1, 1, 0), 0);
 	unsigned sz = bit_index(make(p, 11, 500, &z));
+	assert_int_equal(sv2shm_producer_process(p), 0); /* Z's (gen, 1), as a tool would see it */
+	assert_int_equal(SV2SHM_STATE_HOLDERS(atomic_load(&ctl->slots[sz].state)), 1u);
 	uint64_t stx = atomic_load(&ctl->slots[sx].state);
 	assert_int_equal(SV2SHM_STATE_HOLDERS(stx), 1u << 1);
 	const struct sv2shm_desc good = {.version = SV2SHM_DESC_VERSION,
@@ -1037,15 +1045,17 @@ static void test_view_follows_the_pool(void **state)
 	assert_int_equal(atomic_load(&ctl->counters.live), 2);
 	assert_int_equal(atomic_load(&ctl->counters.hw_slots), 2);
 
-	/* Both let go; a full pool's wait tidies them away, and the wait (it
-	 * fails at once here: FAIL policy, then a slice as large as the pool)
-	 * leaves the view empty. */
+	/* Both let go; the next claim's tidy drops them: their state words at
+	 * once, before the bytes can be handed out again, the rest at the sync. */
 	assert_int_equal(sv2shm_consumer_recv(c, &s, 1000), 1);
 	assert_int_equal(sv2shm_slice_release(&s), 0);
 	assert_int_equal(sv2shm_slice_release(&z), 0);
 	assert_int_equal(ipc_mask(p), 0);
 	struct sv2shm_slice w;
-	unsigned sw = bit_index(make(p, 82, CAP, &w));
+	unsigned sw = bit_index(make(p, 82, CAP, &w)); /* as large as the pool: tidies first */
+	for (unsigned k = 0; k < ctl->nslots; k++)
+		if (k != sw)
+			assert_int_equal(SV2SHM_STATE_HOLDERS(atomic_load(&ctl->slots[k].state)), 0);
 	assert_int_equal(sv2shm_producer_process(p), 0);
 	assert_int_equal(atomic_load(&ctl->mask), UINT64_C(1) << sw);
 	for (unsigned k = 0; k < ctl->nslots; k++)
@@ -1055,6 +1065,36 @@ static void test_view_follows_the_pool(void **state)
 	assert_int_equal(atomic_load(&ctl->counters.bytes_in_use), CAP);
 	assert_int_equal(atomic_load(&ctl->counters.releases), 2);
 	assert_int_equal(sv2shm_slice_release(&w), 0);
+	free_consumer(c);
+	mitm_close(&m);
+	destroy_producer(p);
+
+	/* A wait writes the view before it spins or sleeps: a full pool is what
+	 * a tool looks at. Every slot claimed, nothing published or processed;
+	 * the next get_writable() waits 20 ms and times out. */
+	p = new_producer_waiting(SV2SHM_POOL_WAIT, 4, CAP, 16, 20);
+	c = mitm_consumer(p, &m, 1);
+	ctl = m.ctl;
+	struct sv2shm_slice all[4];
+	uint64_t claimed = 0;
+	for (int k = 0; k < 4; k++)
+		claimed |= make(p, 83 + (uint64_t)k, 100, &all[k]);
+	assert_int_equal(claimed, 0xfu);
+	assert_int_equal(sv2shm_producer_process(p), 0);
+	assert_int_equal(sv2shm_slice_release(&all[3]), 0); /* the last, an end of the run: freed by the next tidy */
+	struct sv2shm_slice more;
+	claimed = make(p, 87, 100, &more); /* the tidy drops slot 3, the claim takes it: view due */
+	assert_int_equal(claimed, UINT64_C(1) << 3);
+	assert_int_equal(SV2SHM_STATE_HOLDERS(atomic_load(&ctl->slots[3].state)), 0); /* (gen, 0) of the drop */
+	struct sv2shm_buffer *b = sv2shm_producer_buffer(p);
+	assert_null(sv2shm_buffer_get_writable(b, 100));
+	assert_int_equal(sv2shm_buffer_last_error(b), -ETIMEDOUT);
+	st = atomic_load(&ctl->slots[3].state);
+	assert_int_equal(SV2SHM_STATE_GEN(st), more._gen);
+	assert_int_equal(SV2SHM_STATE_HOLDERS(st), 1u);
+	for (int k = 0; k < 3; k++)
+		assert_int_equal(sv2shm_slice_release(&all[k]), 0);
+	assert_int_equal(sv2shm_slice_release(&more), 0);
 	free_consumer(c);
 	mitm_close(&m);
 	destroy_producer(p);

@@ -164,8 +164,14 @@ static void drop_slot(struct sv2shm_pool *p, unsigned s)
 	p->mask_view &= ~BIT(s);
 	p->ctrs.releases++;
 	ctr_in_use(p, -(int64_t)p->claim_len[s]);
-	if (p->owner) /* the view: nobody holds it now (every release latched) */
+	if (p->owner) {
+		/* Nobody holds it now (every release latched): its state word
+		 * says so before place() can hand its bytes out again, so that a
+		 * stale descriptor opened elsewhere (sv2shm_region_open()) is
+		 * refused. The mask and the counters follow at the sync. */
+		atomic_store_explicit(&p->ctl->slots[s].state, SV2SHM_STATE(p->gen[s], 0), memory_order_release);
 		p->view_due |= BIT(s);
+	}
 }
 
 /*
@@ -619,23 +625,25 @@ static void claim(struct sv2shm_pool *p, unsigned s, uint64_t off, uint64_t span
 	p->data_len[s] = span - skip;
 	p->claims++;
 	p->claim_no[s] = p->claims;
+	/* The record first: whoever sees the state word name this generation
+	 * (the hand-over's, or the sync's) finds its bytes here. */
+	cs->offset = p->data_off[s];
+	cs->length = p->data_len[s];
+	cs->claim = p->claims;
 	p->mask_view |= BIT(s);
 	p->claim_len[s] = span;
 	ctr_in_use(p, (int64_t)span);
 	if (p->owner) {
-		/* A shared pool's record and state word are a view; the truth is
-		 * own_gen and the peers' records. The view follows at the next
-		 * pool_sync_view(): a publish's hand-over writes the state word
-		 * itself before its descriptor goes out. */
+		/* A shared pool's state word is a view; the truth is own_gen and
+		 * the peers' records. Its (gen, 1), the mask and the counters
+		 * follow at the next pool_sync_view(): a publish's hand-over
+		 * writes the state word itself before its descriptor goes out. */
 		atomic_store_explicit(&p->own_gen[s], gen, memory_order_relaxed);
 		p->peers->pub[s] = 0;
 		p->view_due |= BIT(s);
 	} else {
 		/* The slot is free: only stale releases can touch its state
 		 * word, and their CAS fails on the new generation. */
-		cs->offset = p->data_off[s];
-		cs->length = p->data_len[s];
-		cs->claim = p->claims;
 		atomic_store_explicit(&cs->state, SV2SHM_STATE(gen, 1u), memory_order_release);
 		pool_count_published(p, span - skip);
 		atomic_store_explicit(&p->ctl->mask, p->mask_view, memory_order_release);
@@ -967,19 +975,15 @@ void pool_sync_view(struct sv2shm_pool *p)
 	p->view_due = 0;
 	for (; due; due &= due - 1u) {
 		unsigned s = (unsigned)__builtin_ctzll(due);
-		struct sv2shm_ctl_slot *cs = &p->ctl->slots[s];
-		if (p->mask_view & BIT(s)) {
-			cs->offset = p->data_off[s];
-			cs->length = p->data_len[s];
-			cs->claim = p->claim_no[s];
-		}
-		/* Who holds it as far as the producer knows: us, and the
-		 * consumers it went to whose releases are not latched yet. A
-		 * slot that left the runs has no holder. */
-		uint32_t holders = 0;
-		if (p->mask_view & BIT(s))
-			holders = p->peers->pub[s] | (atomic_load_explicit(&p->own_gen[s], memory_order_relaxed) ? 1u : 0u);
-		atomic_store_explicit(&cs->state, SV2SHM_STATE(p->gen[s], holders), memory_order_release);
+		/* A slot in the runs: who holds it as far as the producer
+		 * knows — us, and the consumers it went to whose releases are
+		 * not latched yet. (A dropped slot's (gen, 0) is written at
+		 * once, drop_slot.) */
+		if (!(p->mask_view & BIT(s)))
+			continue;
+		uint32_t holders =
+			p->peers->pub[s] | (atomic_load_explicit(&p->own_gen[s], memory_order_relaxed) ? 1u : 0u);
+		atomic_store_explicit(&p->ctl->slots[s].state, SV2SHM_STATE(p->gen[s], holders), memory_order_release);
 	}
 	atomic_store_explicit(&p->ctl->mask, p->mask_view, memory_order_release);
 	ctr_store_slots(p);

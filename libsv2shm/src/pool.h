@@ -40,10 +40,10 @@ struct sv2shm_pool {
 	uint64_t front_end; /* where the front run's next slice goes */
 	uint64_t owned;     /* slots referenced by a run or by the slice being written */
 	uint64_t mask_view; /* slots referenced by a run: what ctl->mask shows */
-	/* Shared pools: slots whose record in the control block (offset,
-	 * length, claim number, state), the mask and the slot counters lag
-	 * the private state — written by pool_sync_view(), off the way from a
-	 * free slot to a published one. */
+	/* Shared pools: slots whose state word in the control block (a
+	 * claim's (gen, 1)), the mask and the slot counters lag the private
+	 * state — written by pool_sync_view(), off the way from a free slot
+	 * to a published one. */
 	uint64_t view_due;
 
 	/* Producer-private copies: never trust shared memory for these. */
@@ -100,13 +100,14 @@ bool pool_busy(const struct sv2shm_pool *p);
 /* Counters in the control block (read by the broker's STATUS). */
 void pool_count_published(struct sv2shm_pool *p, uint64_t bytes);
 void pool_count_reclaimed(struct sv2shm_pool *p, uint64_t holds);
-/* A shared pool's control-block view of its slots (records, state words,
- * mask, slot counters), brought up to the private state. Claims and tidies
- * leave it due; the producer thread calls this after a single-consumer
- * publish's ring entry is out, at the start of the general publish path (a
- * socket-transport consumer checks the record), before a wait, and in
- * sv2shm_producer_process(). Nothing to do for an in-process pool, whose
- * state words are the truth and are written at once. */
+/* A shared pool's control-block view of its slots (a claimed slot's state
+ * word, the mask, the slot counters), brought up to the private state.
+ * Claims and tidies leave it due (a claim's record and a dropped slot's
+ * (gen, 0) are written at once); the producer thread calls this after a
+ * single-consumer publish's ring entry is out, at the start of the general
+ * publish path, before a wait, and in sv2shm_producer_process(). Nothing to
+ * do for an in-process pool, whose state words are the truth and are
+ * written at once. */
 void pool_sync_view(struct sv2shm_pool *p);
 /* Is slot s free (no one holds its current generation)? */
 bool pool_slot_free(const struct sv2shm_pool *p, unsigned s);

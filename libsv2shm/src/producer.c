@@ -854,8 +854,7 @@ SV2SHM_API int sv2shm_producer_publish(struct sv2shm_producer *p, struct sv2shm_
 		if (r != PUBLISH_GENERAL)
 			return r < 0 ? r : published(p, r);
 	}
-	/* The view first: a consumer on the socket transport checks the slot's
-	 * record against the descriptor it gets. */
+	/* The view first (pool.h): this path is not the round trip's. */
 	pool_sync_view(&p->pool);
 	uint32_t bits = 0;
 	for (unsigned i = 0; i < n; i++) {

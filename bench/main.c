@@ -7,6 +7,8 @@
  *   sv2shm-bench soak [--seconds N] [--json] SIGKILL soak: integrity and reclaim time
  *   sv2shm-bench broker [--json] [--quick]  pools through the broker: fan-out, round-robin, reclaim
  *   sv2shm-bench frames [--json] [--quick]  Sv2 frames decoded from a socket: frames/s, reads per frame
+ *   sv2shm-bench paired [--json] [--quick] [--pairs N] [--block N] [--sizes LIST]
+ *                                           sv2shm vs memfd-spin round trip in alternating blocks, per-pair ratios
  *   sv2shm-bench --help
  *
  * Each mode is one entry of the table below; a mode parses its own options
@@ -21,6 +23,8 @@
 int bench_broker_main(int argc, char **argv);
 /* `sv2shm-bench frames` (frames.c). */
 int bench_frames_main(int argc, char **argv);
+/* `sv2shm-bench paired` (paired.c). */
+int bench_paired_main(int argc, char **argv);
 
 struct bench_cmd {
 	const char *name;
@@ -42,6 +46,9 @@ static const struct bench_cmd cmds[] = {
 	 "pools through a private sv2shmd: fan-out and round-robin vs the direct channel, reclaim after SIGKILL"},
 	{"frames", bench_frames_main, "[--json] [--quick]",
 	 "back-to-back Sv2 frames from a Unix and a TCP socket: frames/s and read()s per frame vs two reads a frame"},
+	{"paired", bench_paired_main, "[--json] [--quick] ...",
+	 "sv2shm vs memfd-spin round trip in alternating blocks, one process pair: per-pair ratios (--pairs, --block, "
+	 "--sizes)"},
 };
 
 static void usage(FILE *out)

@@ -349,6 +349,20 @@ struct end_watch {
 	bool all;
 };
 
+/* Add one 32-bit word to the watch; false when the watch is full (it then
+ * watches `all`). */
+static bool watch_word(struct end_watch *w, const _Atomic uint32_t *word)
+{
+	if (w->n32 == WATCH_MAX) {
+		w->all = true;
+		return false;
+	}
+	w->w32[w->n32] = word;
+	w->v32[w->n32] = atomic_load_explicit(word, memory_order_relaxed);
+	w->n32++;
+	return true;
+}
+
 static void watch_slot(const struct sv2shm_pool *p, unsigned s, struct end_watch *w)
 {
 	if (!p->peers) { /* in-process: the holders clear their bits in the state word */
@@ -361,23 +375,15 @@ static void watch_slot(const struct sv2shm_pool *p, unsigned s, struct end_watch
 		w->n64++;
 		return;
 	}
-	/* Shared: our own hold, and the records of the consumers it went to. */
-	uint32_t pub = p->peers->pub[s];
-	for (int b = -1; b < 32; b++) {
-		const _Atomic uint32_t *word;
-		if (b < 0)
-			word = &p->own_gen[s];
-		else if (pub & (UINT32_C(1) << b) && p->peers->released[b])
-			word = &p->peers->released[b][s];
-		else
-			continue;
-		if (w->n32 == WATCH_MAX) {
-			w->all = true;
+	/* Shared: our own hold, and the records of the consumers it went to
+	 * (their bits only: this runs on the way from a publish to the wait's
+	 * spin, which a round trip's release may already be waiting for). */
+	if (!watch_word(w, &p->own_gen[s]))
+		return;
+	for (uint32_t pub = p->peers->pub[s]; pub; pub &= pub - 1u) {
+		unsigned b = (unsigned)__builtin_ctz(pub);
+		if (p->peers->released[b] && !watch_word(w, &p->peers->released[b][s]))
 			return;
-		}
-		w->w32[w->n32] = word;
-		w->v32[w->n32] = atomic_load_explicit(word, memory_order_relaxed);
-		w->n32++;
 	}
 }
 

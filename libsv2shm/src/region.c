@@ -255,6 +255,21 @@ static bool held_releasing(uint64_t h)
 	return h != 0 && !(h & 1u);
 }
 
+/* Record that this process let go of (slot, gen): our own copy, then the
+ * ring's (slots.h), the one the producer reads. Ring regions only. */
+static void region_record_release(struct sv2shm_region *r, unsigned slot, uint32_t gen)
+{
+	atomic_store_explicit(&r->released[slot & 63u], gen, memory_order_relaxed);
+	slot_record_release(r->ring, slot, gen);
+}
+
+/* Has this process already let go of (slot, gen)? (Ring regions: our own
+ * copy of the ring's records.) */
+static bool region_released(struct sv2shm_region *r, unsigned slot, uint32_t gen)
+{
+	return r->ring && atomic_load_explicit(&r->released[slot & 63u], memory_order_relaxed) == gen;
+}
+
 /* Wait while a release of `slot` runs on another thread (its last steps:
  * the record, the wake decision). */
 static void wait_released(struct sv2shm_region *r, unsigned slot)
@@ -326,7 +341,7 @@ int region_open_desc(struct sv2shm_region *r, const struct sv2shm_desc *dp, unsi
 	}
 	/* Our own record: that generation was let go of already (a descriptor
 	 * seen twice, the second time after its release). */
-	if (r->ring && atomic_load_explicit(&r->ring->released[d.slot], memory_order_relaxed) == d.generation)
+	if (region_released(r, d.slot, d.generation))
 		return -ENOENT;
 	/* The producer wrote the slot record before the state word (read with
 	 * acquire above); the descriptor must name the same bytes. */
@@ -356,13 +371,15 @@ int region_open_ring(struct sv2shm_region *r, const uint64_t w[4], unsigned hold
 	uint64_t off = w[2], len = w[3];
 	/* region_open_desc()'s checks for an entry of our ring, in one go. */
 	if ((w[0] & 0xffffu) != RING_POOL_WORD0 || w[1] != r->id || slot >= r->nslots || off > r->cap ||
-	    len > r->cap - off || gen == 0 || atomic_load_explicit(&r->ring->released[slot], memory_order_relaxed) == gen)
+	    len > r->cap - off || gen == 0)
 		return 1;
 	/* A free hold word becomes ours with a plain store: only the thread
 	 * that pops the ring opens its slots (ipc.h, "Threads"), and other
 	 * threads only ever change a word that is held (their release), which
-	 * this one is not. A word held or releasing takes the general way. */
-	if (atomic_load_explicit(&r->held[slot], memory_order_acquire) != 0)
+	 * this one is not. A word held or releasing takes the general way.
+	 * Read after it (acquire): the release that freed it recorded its
+	 * generation first. */
+	if (atomic_load_explicit(&r->held[slot], memory_order_acquire) != 0 || region_released(r, slot, gen))
 		return 1;
 	atomic_store_explicit(&r->held[slot], ((uint64_t)gen << 1) | 1u, memory_order_release);
 	shared_slice(r, slot, gen, off, len, holder, out);
@@ -382,7 +399,7 @@ void region_drop_hold(struct sv2shm_region *r, const uint8_t raw[SV2SHM_DESC_SIZ
 		return; /* we hold it through a slice we opened: not this entry's */
 	/* A generation we were not given changes nothing: the producer compares
 	 * the record with the generation it published. */
-	slot_record_release(r->ring, d.slot, d.generation);
+	region_record_release(r, d.slot, d.generation);
 }
 
 int region_release_slice(struct sv2shm_region *r, unsigned slot, uint32_t gen)
@@ -400,7 +417,7 @@ int region_release_slice(struct sv2shm_region *r, unsigned slot, uint32_t gen)
 	 * wake decision (slots.h). After the producer removed us the store is
 	 * harmless: nobody reads it. */
 	if (r->ring) {
-		slot_record_release(r->ring, slot, gen);
+		region_record_release(r, slot, gen);
 		if (r->wake_producer && slot_waiter_needs_wake(&r->ring->waiting, &r->signaled_epoch))
 			r->wake_producer(r);
 	}

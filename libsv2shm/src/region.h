@@ -45,6 +45,11 @@ struct sv2shm_region {
 	 * slice of it, 0 otherwise. The local truth for double releases and
 	 * duplicate descriptors, whatever the shared state says. */
 	_Atomic uint64_t held[64]; /* a slot held, or a release of it still running: busy */
+	/* Per slot, with a ring: the last generation this process recorded as
+	 * released in it (region_record_release()). The ring's own copy is
+	 * what the producer reads, and its spin keeps pulling that line over:
+	 * the open checks this one, which never leaves our cache. */
+	_Atomic uint32_t released[64];
 	/* A consumer's ring (NULL for a region attached by hand): where its
 	 * releases are recorded and the producer's wait epoch is read. */
 	struct sv2shm_ring *ring;

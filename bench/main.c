@@ -9,6 +9,8 @@
  *   sv2shm-bench frames [--json] [--quick]  Sv2 frames decoded from a socket: frames/s, reads per frame
  *   sv2shm-bench paired [--json] [--quick] [--pairs N] [--block N] [--sizes LIST]
  *                                           sv2shm vs memfd-spin round trip in alternating blocks, per-pair ratios
+ *   sv2shm-bench stamps [--json] [--quick] [--block N] [--blocks N]
+ *                                           the 64 B round trip split in four parts (a -Dstamps=true build)
  *   sv2shm-bench --help
  *
  * Each mode is one entry of the table below; a mode parses its own options
@@ -25,6 +27,8 @@ int bench_broker_main(int argc, char **argv);
 int bench_frames_main(int argc, char **argv);
 /* `sv2shm-bench paired` (paired.c). */
 int bench_paired_main(int argc, char **argv);
+/* `sv2shm-bench stamps` (stamps.c). */
+int bench_stamps_main(int argc, char **argv);
 
 struct bench_cmd {
 	const char *name;
@@ -49,6 +53,9 @@ static const struct bench_cmd cmds[] = {
 	{"paired", bench_paired_main, "[--json] [--quick] ...",
 	 "sv2shm vs memfd-spin round trip in alternating blocks, one process pair: per-pair ratios (--pairs, --block, "
 	 "--sizes)"},
+	{"stamps", bench_stamps_main, "[--json] [--quick] [--block N] [--blocks N]",
+	 "the 64 B round trip of sv2shm and memfd-spin split into producer path, hand-offs, consumer path "
+	 "(needs -Dstamps=true)"},
 };
 
 static void usage(FILE *out)

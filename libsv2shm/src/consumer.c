@@ -29,6 +29,7 @@
 #include "notify.h"
 #include "pool.h"
 #include "region.h"
+#include "stamps.h"
 
 enum { EV_WAKE = 1, EV_SOCK = 2 };
 
@@ -410,6 +411,7 @@ static bool spin(struct sv2shm_consumer *c, uint64_t start)
 				sched_yield();
 		}
 	}
+	STAMP(STAMP_C_SEES_ENTRY);
 	return true;
 }
 

@@ -39,8 +39,13 @@
 
 #include "internal.h"
 #include "pool.h"
+#include "stamps.h"
 
 #define BIT(i) (UINT64_C(1) << (i))
+
+#if SV2SHM_STAMPS
+uint64_t sv2shm_stamps_[STAMP_N];
+#endif
 
 #if SV2SHM_TRACE
 #define TRACE(p, ev, slot, a, b) trace_emit((p), (p)->trace_fn, (p)->trace_user, (ev), (slot), (a), (b))

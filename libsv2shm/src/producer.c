@@ -27,6 +27,7 @@
 #include "pool.h"
 #include "region.h"
 #include "slots.h"
+#include "stamps.h"
 
 #define MAX_CONSUMERS (SV2SHM_MAX_HOLDERS - 1) /* holder bit 0 is the producer */
 #define EVQ_SIZE 64
@@ -622,6 +623,7 @@ static int ring_room(struct sv2shm_producer *p, struct link *l)
 static void ring_commit(struct sv2shm_producer *p, struct link *l)
 {
 	atomic_store_explicit(ring_entry_seq(l->ring, p->ring_entries, l->head), l->head + 1u, memory_order_release);
+	STAMP(STAMP_P_ENTRY_OUT);
 	l->head++;
 	/* seq_cst: pairs with the consumer's "announce sleep, re-read head". */
 	atomic_store_explicit(&l->ring->head, l->head, memory_order_seq_cst);

@@ -21,6 +21,7 @@
 #include "pool.h"
 #include "region.h"
 #include "slots.h"
+#include "stamps.h"
 #include "wire.h"
 
 #ifndef MFD_NOEXEC_SEAL
@@ -418,6 +419,7 @@ int region_release_slice(struct sv2shm_region *r, unsigned slot, uint32_t gen)
 	 * harmless: nobody reads it. */
 	if (r->ring) {
 		region_record_release(r, slot, gen);
+		STAMP(STAMP_C_RELEASED);
 		if (r->wake_producer && slot_waiter_needs_wake(&r->ring->waiting, &r->signaled_epoch))
 			r->wake_producer(r);
 	}

@@ -32,6 +32,7 @@
 #include <stdint.h>
 
 #include "layout.h"
+#include "stamps.h"
 #include "wire.h"
 
 /* In-process: release holder bit `holder` of `slot` at `gen`. Returns 1 when
@@ -82,6 +83,7 @@ static inline bool slot_latch(struct slot_peers *pe, unsigned b, unsigned s, uin
 	_Atomic uint32_t *rel = pe->released[b];
 	if (rel && atomic_load_explicit(&rel[s], memory_order_seq_cst) != gen)
 		return false;
+	STAMP(STAMP_P_SEES_RELEASE);
 	pe->pub[s] &= ~(UINT32_C(1) << b);
 	if (pe->held_hint[b])
 		pe->held_hint[b]--;

@@ -361,6 +361,14 @@ int region_open_desc(struct sv2shm_region *r, const struct sv2shm_desc *dp, unsi
 		 * a few instructions, unless that thread is descheduled. */
 		wait_released(r, d.slot);
 	}
+	/* The hold word was freed by a release we synchronized with just now
+	 * (acquire): if that release was of this very generation (the
+	 * descriptor came again while its release ran on another thread), its
+	 * record is visible here — give the hold back. */
+	if (region_released(r, d.slot, d.generation)) {
+		atomic_store_explicit(&r->held[d.slot], 0, memory_order_release);
+		return -ENOENT;
+	}
 	shared_slice(r, d.slot, d.generation, d.offset, d.length, holder, out);
 	return 0;
 }

@@ -242,15 +242,7 @@ static void child_start(pid_t parent, int cpu, unsigned alarm_s)
 		_exit(1);
 }
 
-static void describe_status(int status, char *buf, size_t n)
-{
-	if (WIFEXITED(status))
-		snprintf(buf, n, "exit %d", WEXITSTATUS(status));
-	else if (WIFSIGNALED(status))
-		snprintf(buf, n, "killed by signal %d (%s)", WTERMSIG(status), strsignal(WTERMSIG(status)));
-	else
-		snprintf(buf, n, "status 0x%x", status);
-}
+#define describe_status bench_describe_status
 
 /* Wait for pid up to timeout_ms (then SIGKILL it and wait). Returns 0 with
  * *status, or -1 when it had to be killed. */

@@ -200,23 +200,8 @@ struct chan {
 	char iox_instance[64];
 };
 
-static int errf(char *err, const char *fmt, ...) BENCH_PRINTF(2, 3);
-static int errf(char *err, const char *fmt, ...)
-{
-	va_list ap;
-	va_start(ap, fmt);
-	vsnprintf(err, ERR_LEN, fmt, ap);
-	va_end(ap);
-	return -1;
-}
-
-static void close_fd(int *fd)
-{
-	if (*fd >= 0) {
-		close(*fd); /* nothing useful to do on failure of a close in teardown */
-		*fd = -1;
-	}
-}
+#define errf(err, ...) bench_errf((err), ERR_LEN, __VA_ARGS__)
+#define close_fd bench_close_fd
 
 /* ------------------------------------------------------------------------- */
 /* Helpers: message bytes, CPU pinning, waiting                               */
@@ -258,29 +243,13 @@ static long futex(_Atomic uint32_t *uaddr, int op, uint32_t val, const struct ti
  * Wait until *w != old; store the new value in *out. Spinning: poll with a
  * pause. Sleeping: announce in *waiting, re-check, FUTEX_WAIT (the waker
  * stores *w then reads *waiting, both seq_cst: one of us sees the other).
- * Returns 0, or -ETIMEDOUT after WAIT_TIMEOUT_NS (or SIGALRM), or -errno.
+ * Returns 0, or -ETIMEDOUT after WAIT_TIMEOUT_NS (sleeping: or SIGALRM), or -errno.
  */
 static int wait_change(_Atomic uint32_t *w, uint32_t old, _Atomic uint32_t *waiting, bool spin, uint32_t *out)
 {
-	uint64_t deadline = 0;
-	if (spin) {
-		for (unsigned n = 1;; n++) {
-			uint32_t v = atomic_load_explicit(w, memory_order_acquire);
-			if (v != old) {
-				*out = v;
-				return 0;
-			}
-			bench_cpu_relax();
-			if ((n & 0xfffu) == 0) {
-				uint64_t now = bench_now_ns();
-				if (!deadline)
-					deadline = now + WAIT_TIMEOUT_NS;
-				else if (now > deadline || g_alarm)
-					return -ETIMEDOUT;
-			}
-		}
-	}
-	deadline = bench_now_ns() + WAIT_TIMEOUT_NS;
+	if (spin) /* bounded by WAIT_TIMEOUT_NS, SIGALRM or not */
+		return bench_spin_change(w, old, out, NULL, WAIT_TIMEOUT_NS);
+	uint64_t deadline = bench_now_ns() + WAIT_TIMEOUT_NS;
 	for (;;) {
 		atomic_store_explicit(waiting, 1u, memory_order_seq_cst);
 		uint32_t v = atomic_load_explicit(w, memory_order_seq_cst);
@@ -328,20 +297,10 @@ static int memfd_setup(struct chan *ch)
 	const struct run_params *rp = ch->rp;
 	ch->stride = (rp->size + 63) & ~(size_t)63;
 	ch->shm_len = REF_DATA_OFF + (size_t)rp->nbufs * ch->stride;
-	int fd = memfd_create("sv2shm-bench-ref", MFD_CLOEXEC);
-	if (fd < 0)
-		return errf(ch->err, "memfd_create: %s", strerror(errno));
-	if (ftruncate(fd, (off_t)ch->shm_len) != 0) {
-		int e = errno;
-		close(fd);
-		return errf(ch->err, "ftruncate(memfd, %zu): %s", ch->shm_len, strerror(e));
-	}
-	void *m = mmap(NULL, ch->shm_len, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-	int e = errno;
-	close(fd); /* the mapping keeps the memfd alive, and the child inherits it */
-	if (m == MAP_FAILED)
-		return errf(ch->err, "mmap(memfd, %zu): %s", ch->shm_len, strerror(e));
-	memset(m, 0, ch->shm_len); /* pre-fault */
+	const char *failed;
+	void *m = bench_memfd_map(ch->shm_len, &failed);
+	if (!m)
+		return errf(ch->err, "%s(memfd, %zu): %s", failed, ch->shm_len, strerror(errno));
 	ch->shm = m;
 	ch->data = (uint8_t *)m + REF_DATA_OFF;
 	return 0;
@@ -948,15 +907,7 @@ static int reap(pid_t pid, bool kill_now, int *status, char *err)
 	return killed && !kill_now ? errf(err, "consumer hung: killed after %d s", RUN_TIMEOUT_S) : 0;
 }
 
-static void describe_status(int status, char *buf, size_t n)
-{
-	if (WIFEXITED(status))
-		snprintf(buf, n, "exit %d", WEXITSTATUS(status));
-	else if (WIFSIGNALED(status))
-		snprintf(buf, n, "killed by signal %d (%s)", WTERMSIG(status), strsignal(WTERMSIG(status)));
-	else
-		snprintf(buf, n, "status 0x%x", status);
-}
+#define describe_status bench_describe_status
 
 struct run_out {
 	uint64_t *gaps;    /* in: room for rp->count samples; out: the gaps in ns */
@@ -1954,11 +1905,8 @@ int bench_ipc_main(int argc, char **argv)
 		perror("sv2shm-bench ipc: sigaction(SIGALRM)");
 		return 1;
 	}
-	sa.sa_handler = SIG_IGN;
-	if (sigaction(SIGPIPE, &sa, NULL) != 0) {
-		perror("sv2shm-bench ipc: sigaction(SIGPIPE)");
+	if (bench_ignore_sigpipe("ipc") < 0)
 		return 1;
-	}
 
 	struct bench_report rep;
 	bench_report_init(&rep, "ipc");

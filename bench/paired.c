@@ -148,23 +148,8 @@ struct run {
 	char prod_notify[64]; /* sv2shm_producer_notify_name(), first size */
 };
 
-static int errf(char *err, const char *fmt, ...) BENCH_PRINTF(2, 3);
-static int errf(char *err, const char *fmt, ...)
-{
-	va_list ap;
-	va_start(ap, fmt);
-	vsnprintf(err, ERR_LEN, fmt, ap);
-	va_end(ap);
-	return -1;
-}
-
-static void close_fd(int *fd)
-{
-	if (*fd >= 0) {
-		close(*fd); /* nothing useful to do on failure of a close in teardown */
-		*fd = -1;
-	}
-}
+#define errf(err, ...) bench_errf((err), ERR_LEN, __VA_ARGS__)
+#define close_fd bench_close_fd
 
 /* Where a message was, for error messages: "sv2shm 64 B, pair 3/100, message
  * 17 of 2000" (pair 0 is the warm-up pair; j < 0: the block's end). */
@@ -193,33 +178,8 @@ static unsigned size_budget_s(const struct run *x, size_t size)
 	return s >= (double)HARD_MAX_S ? HARD_MAX_S : (unsigned)s + 1u;
 }
 
-/*
- * Spin until *w != old (acquire) and store the new value in *out: ipc's
- * spinning wait, look for look. Every 4096 looks: the deadline, and `stop`
- * (the consumer gave up). Returns 0, -ETIMEDOUT after WAIT_TIMEOUT_NS, or
- * -ECANCELED.
- */
-static int spin_change(_Atomic uint32_t *w, uint32_t old, uint32_t *out, _Atomic uint32_t *stop)
-{
-	uint64_t deadline = 0;
-	for (unsigned n = 1;; n++) {
-		uint32_t v = atomic_load_explicit(w, memory_order_acquire);
-		if (v != old) {
-			*out = v;
-			return 0;
-		}
-		bench_cpu_relax();
-		if ((n & 0xfffu) == 0) {
-			if (stop && atomic_load_explicit(stop, memory_order_relaxed))
-				return -ECANCELED;
-			uint64_t now = bench_now_ns();
-			if (!deadline)
-				deadline = now + WAIT_TIMEOUT_NS;
-			else if (now > deadline)
-				return -ETIMEDOUT;
-		}
-	}
-}
+/* ipc's spinning wait, look for look (report.h). */
+#define spin_change(w, old, out, stop) bench_spin_change((w), (old), (out), (stop), WAIT_TIMEOUT_NS)
 
 static const char *spin_error(int r)
 {
@@ -793,35 +753,17 @@ static void paired_usage(FILE *out)
 		MAX_PAIRS, DEFAULT_PAIRS, QUICK_PAIRS, MAX_BLOCK, DEFAULT_BLOCK, QUICK_BLOCK, MAX_SIZE);
 }
 
-static void describe_status(int status, char *buf, size_t n)
-{
-	if (WIFEXITED(status))
-		snprintf(buf, n, "exit %d", WEXITSTATUS(status));
-	else if (WIFSIGNALED(status))
-		snprintf(buf, n, "killed by signal %d (%s)", WTERMSIG(status), strsignal(WTERMSIG(status)));
-	else
-		snprintf(buf, n, "status 0x%x", status);
-}
+#define describe_status bench_describe_status
 
 /* The memfd reference: control words, then one data slot for the largest
  * size. Returns 0, or -1 with x->err set. */
 static int memfd_setup(struct run *x, size_t max_size)
 {
 	x->shm_len = REF_DATA_OFF + ((max_size + 63) & ~(size_t)63);
-	int fd = memfd_create("sv2shm-bench-ref", MFD_CLOEXEC);
-	if (fd < 0)
-		return errf(x->err, "memfd_create: %s", strerror(errno));
-	if (ftruncate(fd, (off_t)x->shm_len) != 0) {
-		int e = errno;
-		close(fd);
-		return errf(x->err, "ftruncate(memfd, %zu): %s", x->shm_len, strerror(e));
-	}
-	void *m = mmap(NULL, x->shm_len, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-	int e = errno;
-	close(fd); /* the mapping keeps the memfd alive, and the child inherits it */
-	if (m == MAP_FAILED)
-		return errf(x->err, "mmap(memfd, %zu): %s", x->shm_len, strerror(e));
-	memset(m, 0, x->shm_len); /* pre-fault */
+	const char *failed;
+	void *m = bench_memfd_map(x->shm_len, &failed);
+	if (!m)
+		return errf(x->err, "%s(memfd, %zu): %s", failed, x->shm_len, strerror(errno));
 	x->shm = m;
 	x->ctl = m;
 	x->data = (uint8_t *)m + REF_DATA_OFF;
@@ -854,14 +796,7 @@ int bench_paired_main(int argc, char **argv)
 	for (unsigned si = 0; si < x.nsizes; si++)
 		max_size = x.sizes[si] > max_size ? x.sizes[si] : max_size;
 
-	struct sigaction sa;
-	memset(&sa, 0, sizeof(sa));
-	sa.sa_handler = SIG_IGN; /* a dead consumer's socket is an error code, not a signal */
-	if (sigaction(SIGPIPE, &sa, NULL) != 0) {
-		perror("sv2shm-bench paired: sigaction(SIGPIPE)");
-		return 1;
-	}
-	if (bench_hard_alarm("paired", HARD_SLACK_S) < 0)
+	if (bench_ignore_sigpipe("paired") < 0 || bench_hard_alarm("paired", HARD_SLACK_S) < 0)
 		return 1;
 
 	struct bench_report rep;

@@ -6,6 +6,7 @@
 #include "report.h"
 
 #include <errno.h>
+#include <stdatomic.h>
 #include <signal.h>
 #include <math.h>
 #include <stddef.h>
@@ -14,8 +15,10 @@
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/resource.h>
 #include <sys/utsname.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -904,4 +907,90 @@ int bench_hard_alarm(const char *mode, unsigned seconds)
 	}
 	alarm(seconds);
 	return 0;
+}
+
+int bench_ignore_sigpipe(const char *mode)
+{
+	struct sigaction sa;
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = SIG_IGN;
+	if (sigaction(SIGPIPE, &sa, NULL) != 0) {
+		fprintf(stderr, "sv2shm-bench %s: sigaction(SIGPIPE): %s\n", mode, strerror(errno));
+		return -1;
+	}
+	return 0;
+}
+
+void *bench_memfd_map(size_t len, const char **failed)
+{
+	*failed = "memfd_create";
+	int fd = memfd_create("sv2shm-bench-ref", MFD_CLOEXEC);
+	if (fd < 0)
+		return NULL;
+	*failed = "ftruncate";
+	if (ftruncate(fd, (off_t)len) != 0) {
+		int e = errno;
+		close(fd);
+		errno = e;
+		return NULL;
+	}
+	*failed = "mmap";
+	void *m = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	int e = errno;
+	close(fd); /* the mapping keeps the memfd alive, and a child inherits it */
+	if (m == MAP_FAILED) {
+		errno = e;
+		return NULL;
+	}
+	memset(m, 0, len); /* pre-fault */
+	return m;
+}
+
+int bench_errf(char *err, size_t n, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(err, n, fmt, ap);
+	va_end(ap);
+	return -1;
+}
+
+void bench_close_fd(int *fd)
+{
+	if (*fd >= 0) {
+		close(*fd); /* nothing useful to do on failure of a close in teardown */
+		*fd = -1;
+	}
+}
+
+int bench_spin_change(_Atomic uint32_t *w, uint32_t old, uint32_t *out, _Atomic uint32_t *stop, uint64_t timeout_ns)
+{
+	uint64_t deadline = 0;
+	for (unsigned n = 1;; n++) {
+		uint32_t v = atomic_load_explicit(w, memory_order_acquire);
+		if (v != old) {
+			*out = v;
+			return 0;
+		}
+		bench_cpu_relax();
+		if ((n & 0xfffu) == 0) {
+			if (stop && atomic_load_explicit(stop, memory_order_relaxed))
+				return -ECANCELED;
+			uint64_t now = bench_now_ns();
+			if (!deadline)
+				deadline = now + timeout_ns;
+			else if (now > deadline)
+				return -ETIMEDOUT;
+		}
+	}
+}
+
+void bench_describe_status(int status, char *buf, size_t n)
+{
+	if (WIFEXITED(status))
+		snprintf(buf, n, "exit %d", WEXITSTATUS(status));
+	else if (WIFSIGNALED(status))
+		snprintf(buf, n, "killed by signal %d (%s)", WTERMSIG(status), strsignal(WTERMSIG(status)));
+	else
+		snprintf(buf, n, "status 0x%x", status);
 }

@@ -294,4 +294,30 @@ extern const char *volatile bench_where;
  * PR_SET_PDEATHSIG). Returns 0, or -1 after printing why. */
 int bench_hard_alarm(const char *mode, unsigned seconds);
 
+/** Format an error message into err[0..n) (a mode's err buffer). Returns
+ * -1, for `return bench_errf(...)`. */
+int bench_errf(char *err, size_t n, const char *fmt, ...) BENCH_PRINTF(3, 4);
+
+/** close(*fd) when it is open, then *fd = -1 (teardown: a failing close
+ * has nothing left to undo). */
+void bench_close_fd(int *fd);
+
+/** Spin until *w != old (acquire) and store the new value in *out: the
+ * memfd-spin references' wait, one look per pause. Every 4096 looks: *stop
+ * (when not NULL: the peer gave up) and the clock. Returns 0, -ECANCELED,
+ * or -ETIMEDOUT after about timeout_ns. */
+int bench_spin_change(_Atomic uint32_t *w, uint32_t old, uint32_t *out, _Atomic uint32_t *stop, uint64_t timeout_ns);
+
+/** A waitpid() status as text: "exit N", "killed by signal N (name)". */
+void bench_describe_status(int status, char *buf, size_t n);
+
+/** Ignore SIGPIPE (a dead peer's socket is an error code, not a signal).
+ * Returns 0, or -1 after printing why. */
+int bench_ignore_sigpipe(const char *mode);
+
+/** A memfd of `len` bytes mapped shared read-write and pre-faulted (the
+ * memfd references' memory; a forked child inherits the mapping). NULL with
+ * errno set and *failed naming the call that failed. */
+void *bench_memfd_map(size_t len, const char **failed);
+
 #endif /* SV2SHM_BENCH_REPORT_H */

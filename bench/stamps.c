@@ -111,16 +111,10 @@ static int stamps_opt(int argc, char **argv, int i, void *ctx)
 
 #if !SV2SHM_STAMPS
 
-int bench_stamps_main(int argc, char **argv)
+static int stamps_run(const struct bench_opts *opts, const struct stamps_cfg *cfg)
 {
-	struct bench_opts opts;
-	struct stamps_cfg cfg = {0, 0};
-	if (bench_parse_opts_ex(argc, argv, &opts, stamps_opt, &cfg) < 0)
-		return 2;
-	if (opts.help) {
-		stamps_usage(stdout);
-		return 0;
-	}
+	(void)opts;
+	(void)cfg;
 	fprintf(stderr, "sv2shm-bench stamps: this build has no stamps; configure one with -Dstamps=true "
 			"(see --help)\n");
 	return 1;
@@ -162,25 +156,12 @@ static uint64_t *cst(const struct run *x, int who, uint64_t i)
 }
 
 /* Spin until *w != old; returns the new value, or old after WAIT_TIMEOUT_MS
- * (the caller reports it). */
+ * or when *stop is set (the caller reports it). */
 static uint32_t spin_change(_Atomic uint32_t *w, uint32_t old, _Atomic uint32_t *stop)
 {
-	uint64_t deadline = 0;
-	for (unsigned n = 1;; n++) {
-		uint32_t v = atomic_load_explicit(w, memory_order_acquire);
-		if (v != old)
-			return v;
-		bench_cpu_relax();
-		if ((n & 0xfffu) == 0) {
-			if (stop && atomic_load_explicit(stop, memory_order_relaxed))
-				return old;
-			uint64_t now = bench_now_ns();
-			if (!deadline)
-				deadline = now + (uint64_t)WAIT_TIMEOUT_MS * 1000000u;
-			else if (now > deadline)
-				return old;
-		}
-	}
+	uint32_t v = old;
+	bench_spin_change(w, old, &v, stop, (uint64_t)WAIT_TIMEOUT_MS * 1000000u);
+	return v;
 }
 
 static void child_fail(struct run *x, const char *fmt, ...) BENCH_PRINTF(2, 3);
@@ -471,34 +452,19 @@ static int add_split(struct bench_report *rep, const struct run *x, int who, con
 	return rc;
 }
 
-int bench_stamps_main(int argc, char **argv)
+static int stamps_run(const struct bench_opts *opts, const struct stamps_cfg *cfg)
 {
-	struct bench_opts opts;
-	struct stamps_cfg cfg = {0, 0};
-	if (bench_parse_opts_ex(argc, argv, &opts, stamps_opt, &cfg) < 0)
-		return 2;
-	if (opts.help) {
-		stamps_usage(stdout);
-		return 0;
-	}
 	struct run x;
 	memset(&x, 0, sizeof(x));
-	x.block = cfg.block ? cfg.block : DEFAULT_BLOCK;
-	x.blocks = cfg.blocks ? cfg.blocks : opts.quick ? QUICK_BLOCKS : DEFAULT_BLOCKS;
+	x.block = cfg->block ? cfg->block : DEFAULT_BLOCK;
+	x.blocks = cfg->blocks ? cfg->blocks : opts->quick ? QUICK_BLOCKS : DEFAULT_BLOCKS;
 	x.n = (uint64_t)x.block * x.blocks;
 	if (x.n > MAX_MESSAGES) {
 		fprintf(stderr, "sv2shm-bench stamps: --block x --blocks is %llu round trips per contender; at most %llu\n",
 			(unsigned long long)x.n, MAX_MESSAGES);
 		return 2;
 	}
-	struct sigaction sa;
-	memset(&sa, 0, sizeof(sa));
-	sa.sa_handler = SIG_IGN; /* a dead consumer's socket is an error code, not a signal */
-	if (sigaction(SIGPIPE, &sa, NULL) != 0) {
-		perror("sv2shm-bench stamps: sigaction(SIGPIPE)");
-		return 1;
-	}
-	if (bench_hard_alarm("stamps", HARD_ALARM_S) < 0)
+	if (bench_ignore_sigpipe("stamps") < 0 || bench_hard_alarm("stamps", HARD_ALARM_S) < 0)
 		return 1;
 	int cpus[2];
 	int ncpu = bench_cpus(cpus, 2);
@@ -574,7 +540,7 @@ int bench_stamps_main(int argc, char **argv)
 				  : "constant_tsc or nonstop_tsc MISSING: the hand-off columns may be wrong");
 	bench_report_note(&rep, "each stamp costs a TSC read (~10 ns on a VM) inside the part it ends; the "
 				"round trip column is the stamped round trip, a little slower than `paired`'s");
-	if (rc == 0 && bench_report_print(&rep, opts.json) < 0)
+	if (rc == 0 && bench_report_print(&rep, opts->json) < 0)
 		rc = 1;
 	bench_report_free(&rep);
 out:
@@ -592,3 +558,16 @@ out:
 }
 
 #endif /* SV2SHM_STAMPS */
+
+int bench_stamps_main(int argc, char **argv)
+{
+	struct bench_opts opts;
+	struct stamps_cfg cfg = {0, 0};
+	if (bench_parse_opts_ex(argc, argv, &opts, stamps_opt, &cfg) < 0)
+		return 2;
+	if (opts.help) {
+		stamps_usage(stdout);
+		return 0;
+	}
+	return stamps_run(&opts, &cfg);
+}

@@ -350,24 +350,30 @@ int region_open_desc(struct sv2shm_region *r, const struct sv2shm_desc *dp, unsi
 		return -EFAULT;
 	uint64_t mine = ((uint64_t)d.generation << 1) | 1u;
 	for (;;) {
-		uint64_t want = 0;
-		if (atomic_compare_exchange_strong_explicit(&r->held[d.slot], &want, mine, memory_order_acq_rel,
-							    memory_order_acquire))
-			break;
-		if (!held_releasing(want))
+		uint64_t h = atomic_load_explicit(&r->held[d.slot], memory_order_acquire);
+		if (h == 0) {
+			/* Free. If a release just freed it (we read its last
+			 * store, acquire), its record is visible now: a
+			 * descriptor that came again while its own release ran
+			 * on another thread is refused here, before the hold
+			 * word says anything — once it names our generation, a
+			 * stale copy's release could take it. Only this thread
+			 * (ipc.h, "Threads") turns a free word into a hold, so
+			 * the word is still free at the exchange. */
+			if (region_released(r, d.slot, d.generation))
+				return -ENOENT;
+			uint64_t want = 0;
+			if (atomic_compare_exchange_strong_explicit(&r->held[d.slot], &want, mine,
+								    memory_order_acq_rel, memory_order_acquire))
+				break;
+			continue;
+		}
+		if (!held_releasing(h))
 			return -EEXIST; /* the same descriptor twice: one hold, one slice */
 		/* The previous generation's release is finishing on another
 		 * thread (the producer saw its record and reused the slot):
 		 * a few instructions, unless that thread is descheduled. */
 		wait_released(r, d.slot);
-	}
-	/* The hold word was freed by a release we synchronized with just now
-	 * (acquire): if that release was of this very generation (the
-	 * descriptor came again while its release ran on another thread), its
-	 * record is visible here — give the hold back. */
-	if (region_released(r, d.slot, d.generation)) {
-		atomic_store_explicit(&r->held[d.slot], 0, memory_order_release);
-		return -ENOENT;
 	}
 	shared_slice(r, d.slot, d.generation, d.offset, d.length, holder, out);
 	return 0;

@@ -25,7 +25,8 @@ enum {
 #if SV2SHM_STAMPS
 #include <x86intrin.h>
 extern uint64_t sv2shm_stamps_[STAMP_N];
-#define STAMP(i) (sv2shm_stamps_[(i)] = __rdtsc())
+/* Relaxed atomic: releases may stamp from any thread. */
+#define STAMP(i) __atomic_store_n(&sv2shm_stamps_[(i)], __rdtsc(), __ATOMIC_RELAXED)
 #else
 #define STAMP(i) ((void)0)
 #endif

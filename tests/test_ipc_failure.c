@@ -47,6 +47,14 @@
  *   wait_wakes_more        slices published with SV2SHM_PUBLISH_MORE to a
  *                          sleeping consumer, then get_writable (WAIT) for
  *                          room: must not deadlock.
+ *   publish_wakes_more     a slice published with SV2SHM_PUBLISH_MORE to
+ *                          sleeping consumer A, then one without it to B:
+ *                          A is woken too (ipc.h: "the next publish without
+ *                          it does"), well before its 5 s recv timeout.
+ *   refuse_wakes_more      SV2SHM_LIMIT_REFUSE, a 2-entry ring filled with
+ *                          SV2SHM_PUBLISH_MORE for a sleeping consumer: the
+ *                          -EAGAIN that refuses the third wakes it, so a
+ *                          caller retrying gets room without a flush.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -1227,6 +1235,104 @@ static void test_wait_wakes_more(void **state)
 	destroy_producer(p);
 }
 
+/* A publish without SV2SHM_PUBLISH_MORE wakes every consumer with entries
+ * pending, not only those it delivers to. */
+static void test_publish_wakes_more(void **state)
+{
+	(void)state;
+	int sock[2], ctl[2];
+	struct cmd_child arg[2];
+	pid_t pid[2];
+	struct sv2shm_consumer_options co;
+	memset(&co, 0, sizeof(co));
+	co.spin_us = SV2SHM_SPIN_NONE;
+	struct sv2shm_producer *p = new_producer(SV2SHM_POOL_FAIL, 4, CAP, 0, SV2SHM_NOTIFY_DEFAULT);
+	int id[2];
+	for (int k = 0; k < 2; k++) {
+		pid[k] = spawn_cmd_consumer_opts(&sock[k], &ctl[k], &arg[k], SEED, &co);
+		id[k] = sv2shm_producer_add_consumer(p, sock[k]);
+		assert_true(id[k] > 0);
+		/* It goes to sleep in recv (5 s). */
+		assert_int_equal(ipc_send_u64(ctl[k], CMD(OP_RECV, 0, 10 + k)), 0);
+	}
+	ipc_sleep_ms(100);
+	struct sv2shm_slice a, b;
+	make(p, 10, 100, &a);
+	make(p, 11, 100, &b);
+	uint64_t t0 = ipc_now_ns();
+	assert_int_equal(sv2shm_producer_publish(p, &a, &id[0], 1, SV2SHM_PUBLISH_MORE), 0);
+	assert_int_equal(sv2shm_producer_publish(p, &b, &id[1], 1, 0), 0);
+	uint64_t v = 0;
+	parent_wait_u64(ctl[0], &v, 10000);
+	double ms = ms_between(t0, ipc_now_ns());
+	if (v != 1)
+		fail_msg("consumer A, sent a slice with SV2SHM_PUBLISH_MORE before B's without it: recv returned %" PRId64
+			 " after %.0f ms (0: its 5 s timeout — it was never woken)",
+			 (int64_t)v, ms);
+	assert_true(ms < 2500);
+	parent_wait_u64(ctl[1], &v, 10000);
+	assert_int_equal(v, 1);
+	for (int k = 0; k < 2; k++) {
+		assert_int_equal(cmd(ctl[k], CMD(OP_RELEASE, 0, 0)), 0);
+		assert_int_equal(cmd(ctl[k], CMD(OP_EXIT, 0, 0)), 0);
+		assert_child_ok(pid[k], 10000);
+		close(ctl[k]);
+	}
+	assert_int_equal(ipc_mask(p), 0);
+	destroy_producer(p);
+}
+
+/* SV2SHM_LIMIT_REFUSE and a full ring of entries published with
+ * SV2SHM_PUBLISH_MORE to a sleeping consumer: the refusal wakes it. */
+static void test_refuse_wakes_more(void **state)
+{
+	(void)state;
+	int sock, ctl;
+	struct cmd_child arg;
+	struct sv2shm_consumer_options co;
+	memset(&co, 0, sizeof(co));
+	co.spin_us = SV2SHM_SPIN_NONE;
+	pid_t pid = spawn_cmd_consumer_opts(&sock, &ctl, &arg, SEED, &co);
+	struct sv2shm_producer_options o;
+	memset(&o, 0, sizeof(o));
+	o.pool.capacity = CAP;
+	o.pool.slots = 8;
+	o.pool.policy = SV2SHM_POOL_FAIL;
+	o.ring_entries = 2;
+	struct sv2shm_producer *p = new_producer_opts(&o);
+	int id = sv2shm_producer_add_consumer(p, sock);
+	assert_true(id > 0);
+	/* It receives and releases three slices, sleeping in recv for each. */
+	assert_int_equal(ipc_send_u64(ctl, CMD(OP_RECV_RELEASE, 3, 20)), 0);
+	ipc_sleep_ms(100);
+	struct sv2shm_slice s[3];
+	for (int k = 0; k < 3; k++)
+		make(p, 20 + (uint64_t)k, 100, &s[k]);
+	assert_int_equal(sv2shm_producer_publish(p, &s[0], &id, 1, SV2SHM_PUBLISH_MORE), 0);
+	assert_int_equal(sv2shm_producer_publish(p, &s[1], &id, 1, SV2SHM_PUBLISH_MORE), 0);
+	/* The ring is full; nothing woke the consumer yet. Retry for 2 s. */
+	uint64_t t0 = ipc_now_ns();
+	int r;
+	while ((r = sv2shm_producer_publish(p, &s[2], &id, 1, SV2SHM_PUBLISH_MORE)) == -EAGAIN &&
+	       ms_between(t0, ipc_now_ns()) < 2000)
+		ipc_sleep_ms(1);
+	if (r != 0) {
+		sv2shm_producer_flush(p); /* let the consumer finish */
+		fail_msg("publish to a full ring of SV2SHM_PUBLISH_MORE entries: %d (%s) for %.0f ms: the refusal "
+			 "did not wake the sleeping consumer",
+			 r, sv2shm_strerror(r), ms_between(t0, ipc_now_ns()));
+	}
+	assert_int_equal(sv2shm_producer_flush(p), 0);
+	uint64_t v = 0;
+	parent_wait_u64(ctl, &v, 10000);
+	assert_int_equal(v, 3);
+	assert_int_equal(cmd(ctl, CMD(OP_EXIT, 0, 0)), 0);
+	assert_child_ok(pid, 10000);
+	close(ctl);
+	assert_int_equal(ipc_mask(p), 0);
+	destroy_producer(p);
+}
+
 int main(void)
 {
 	signal(SIGPIPE, SIG_IGN);
@@ -1256,6 +1362,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_publish_atomic_socket_pool, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_publish_atomic_socket_overflow, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_wait_wakes_more, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_publish_wakes_more, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_refuse_wakes_more, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

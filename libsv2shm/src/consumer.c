@@ -429,8 +429,8 @@ static void spin_adapt(struct sv2shm_consumer *c, uint64_t slept)
 }
 
 /* Is there anything for try_pop() to look at? seq_cst: the sleep's re-check
- * after it announced itself (the producer stores head seq_cst, then reads
- * consumer_sleeping). A head behind our tail (it lags the entries' own
+ * after it announced itself (the producer stores head, fences (seq_cst),
+ * then reads consumer_sleeping). A head behind our tail (it lags the entries' own
  * sequence words for a moment) is not news; a head ahead of it, or broken,
  * is (try_pop tells which). */
 static bool ring_pending(struct sv2shm_consumer *c)

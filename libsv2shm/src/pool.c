@@ -440,6 +440,8 @@ static int wait_for_release(struct sv2shm_pool *p, int64_t *deadline /* us */)
 {
 	struct sv2shm_ctl *ctl = p->ctl;
 	pool_sync_view(p); /* a full pool is what a tool looks at */
+	if (p->before_wait)
+		p->before_wait(p);
 	/* A bounded spin first: a release seen here needs no wake-up at all,
 	 * and a cross-core cache-line hand-off is ~100x cheaper than a sleep.
 	 * After 2 us it yields the CPU between looks: a consumer that shares

@@ -78,13 +78,16 @@ struct sv2shm_pool {
 
 	/* SV2SHM_POOL_WAIT: sleep until the release word moves past `seen`
 	 * (0, -ETIMEDOUT or -errno), and the matching wake for a releaser.
-	 * `announce` (shared pools) tells the consumers the wait epoch. */
+	 * `announce` (shared pools) tells the consumers the wait epoch;
+	 * `before_wait` (shared pools) runs before the wait's spin: it wakes
+	 * consumers still asleep on entries published without a wake-up. */
 	int wait_timeout_ms;
 	unsigned wait_spin_us;
 	uint32_t waits_started;
 	int (*wait)(struct sv2shm_pool *p, uint32_t seen, int timeout_ms);
 	void (*wake)(struct sv2shm_pool *p);
 	void (*announce)(struct sv2shm_pool *p, uint32_t epoch);
+	void (*before_wait)(struct sv2shm_pool *p);
 	_Atomic uint32_t signaled_epoch;
 
 	sv2shm_trace_fn trace_fn;

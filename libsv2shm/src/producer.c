@@ -47,7 +47,6 @@ struct link {
 	uint32_t head;      /* private copy of ring->head */
 	uint32_t tail_seen; /* the consumer's tail when we last needed to look */
 	uint32_t wake_seq;  /* private copy of ring->wake_seq */
-	bool wake_due;      /* published since the last wake check */
 	uint32_t missed;    /* slices it missed at its limit */
 	uint64_t order;     /* when it came (sv2shm_producer_consumers() lists in this order) */
 	pid_t pid;          /* as the broker introduced it (0: added by hand) */
@@ -76,6 +75,11 @@ struct sv2shm_producer {
 	/* Wake sockets that fired while we waited, drained before the next wait
 	 * (producer_announce()) rather than on the way to publishing. */
 	uint64_t undrained;
+	/* Consumers (bits) given an entry since their last wake check: the
+	 * check — a full fence, then a look at consumer_sleeping — runs once
+	 * per publish without SV2SHM_PUBLISH_MORE, for all of them, and not
+	 * once per entry (wake_pending()). */
+	uint32_t wake_due;
 	uint64_t futex_tag; /* user_data of the FUTEX_WAIT in flight (a fresh one per wait) */
 	char notify_name[48];
 	struct link links[MAX_CONSUMERS + 1]; /* index = holder bit */
@@ -161,6 +165,7 @@ static unsigned remove_link(struct sv2shm_producer *p, unsigned bit, int reason)
 		atomic_store_explicit(&l->ring->revoked, 1u, memory_order_seq_cst);
 	unsigned held = slot_count_held(&p->peers, bit, p->pool.mask_view, p->pool.gen);
 	uint32_t b = UINT32_C(1) << bit;
+	p->wake_due &= ~b;
 	for (unsigned s = 0; s < p->pool.nslots; s++) {
 		if (!(p->peers.pub[s] & b))
 			continue;
@@ -374,6 +379,8 @@ static void producer_announce(struct sv2shm_pool *pool, uint32_t epoch)
 			atomic_store_explicit(&p->links[b].ring->waiting, epoch, memory_order_seq_cst);
 }
 
+static void producer_before_wait(struct sv2shm_pool *pool);
+
 /* A release by another thread of the producer's own process. */
 static void producer_wake(struct sv2shm_pool *pool)
 {
@@ -449,6 +456,7 @@ SV2SHM_API int sv2shm_producer_new(const struct sv2shm_producer_options *o, stru
 	p->pool.wait = producer_wait;
 	p->pool.wake = producer_wake;
 	p->pool.announce = producer_announce;
+	p->pool.before_wait = producer_before_wait;
 	*out = p;
 	return 0;
 fail:
@@ -619,32 +627,35 @@ static int ring_room(struct sv2shm_producer *p, struct link *l)
 }
 
 /* The entry at l->head is filled: its sequence word makes it the
- * consumer's, then the head counts it. */
-static void ring_commit(struct sv2shm_producer *p, struct link *l)
+ * consumer's, then the head counts it. A plain store: the fence that
+ * orders it before the look at consumer_sleeping is wake_pending()'s, once
+ * per batch — a fence here made every entry wait for its lines to leave
+ * our store buffer, one cross-core miss per slice. */
+static void ring_commit(struct sv2shm_producer *p, struct link *l, unsigned bit)
 {
 	atomic_store_explicit(ring_entry_seq(l->ring, p->ring_entries, l->head), l->head + 1u, memory_order_release);
 	STAMP(STAMP_P_ENTRY_OUT);
 	l->head++;
-	/* seq_cst: pairs with the consumer's "announce sleep, re-read head". */
-	atomic_store_explicit(&l->ring->head, l->head, memory_order_seq_cst);
-	l->wake_due = true;
+	atomic_store_explicit(&l->ring->head, l->head, memory_order_release);
+	p->wake_due |= UINT32_C(1) << bit;
 }
 
-static void ring_push(struct sv2shm_producer *p, struct link *l, const struct sv2shm_desc *d)
+static void ring_push(struct sv2shm_producer *p, unsigned bit, const struct sv2shm_desc *d)
 {
+	struct link *l = &p->links[bit];
 	sv2shm_desc_encode(d, ring_entry(l->ring, p->ring_entries, l->head));
-	ring_commit(p, l);
+	ring_commit(p, l, bit);
 }
 
 /* Wake a consumer that said it sleeps, the way it asked: a futex wake on
  * its ring's wake_seq (a consumer blocked in recv; never blocks us, ~0.3 us)
  * or a datagram (an event loop polling its fd). Taking the flag back means
- * one wake-up per sleep however many slices come meanwhile. */
+ * one wake-up per sleep however many slices come meanwhile. The caller
+ * fenced after the heads it stored (wake_pending()). */
 static void wake_link(struct link *l)
 {
-	if (!l->wake_due || !l->ring)
+	if (!l->ring)
 		return;
-	l->wake_due = false;
 	if (!atomic_load_explicit(&l->ring->consumer_sleeping, memory_order_seq_cst))
 		return;
 	uint32_t how = atomic_exchange_explicit(&l->ring->consumer_sleeping, SLEEP_NO, memory_order_seq_cst);
@@ -656,14 +667,41 @@ static void wake_link(struct link *l)
 	}
 }
 
+/*
+ * The wake check for every consumer given an entry since its last one. One
+ * seq_cst fence orders all the heads stored before it ahead of the looks at
+ * consumer_sleeping after it; it pairs with the consumer's "announce sleep
+ * (seq_cst), re-read the head (seq_cst)": either the consumer sees a head,
+ * or we see it sleeping and wake it.
+ */
+static void wake_pending(struct sv2shm_producer *p)
+{
+	uint32_t due = p->wake_due;
+	if (!due)
+		return;
+	p->wake_due = 0;
+	atomic_thread_fence(memory_order_seq_cst);
+	for (; due; due &= due - 1u) {
+		struct link *l = &p->links[__builtin_ctz(due)];
+		if (l->used)
+			wake_link(l);
+	}
+}
+
 SV2SHM_API int sv2shm_producer_flush(struct sv2shm_producer *p)
 {
 	if (!p)
 		return -EINVAL;
-	for (unsigned b = 1; b <= MAX_CONSUMERS; b++)
-		if (p->links[b].used)
-			wake_link(&p->links[b]);
+	wake_pending(p);
 	return 0;
+}
+
+/* The pool's wait is about to spin for a release: a consumer asleep on
+ * entries published with SV2SHM_PUBLISH_MORE must get them first, or the
+ * spin would wait for a release that cannot come. */
+static void producer_before_wait(struct sv2shm_pool *pool)
+{
+	wake_pending(pool->owner);
 }
 
 /* Has the consumer's channel socket room for one more message? (A message
@@ -744,7 +782,7 @@ static void publish_overflow(struct sv2shm_producer *p, struct sv2shm_slice *s, 
 			continue;
 		}
 		if (!p->socket_transport)
-			ring_push(p, l, &d);
+			ring_push(p, (unsigned)__builtin_ctz(m), &d);
 	}
 	close(fd);
 }
@@ -819,12 +857,12 @@ static int publish_one(struct sv2shm_producer *p, struct sv2shm_slice *s, int id
 	hand_over_records(p, slot, gen, UINT32_C(1) << b);
 	ring_put_pool_desc(ring_entry(l->ring, p->ring_entries, l->head), (uint16_t)slot, gen, p->region_id,
 			   p->pool.data_off[slot], length);
-	ring_commit(p, l);
+	ring_commit(p, l, (unsigned)b);
 	memset(s, 0, sizeof(*s));
 	p->peers.held_hint[b]++;
 	pool_count_published(&p->pool, length);
 	if (!(flags & SV2SHM_PUBLISH_MORE))
-		wake_link(l);
+		wake_pending(p);
 	pool_sync_view(&p->pool); /* the claim's and the tidy's view, now that the entry is out */
 	return 0;
 }
@@ -884,8 +922,13 @@ SV2SHM_API int sv2shm_producer_publish(struct sv2shm_producer *p, struct sv2shm_
 	}
 	for (uint32_t m = broken; m; m &= m - 1u)
 		remove_link(p, (unsigned)__builtin_ctz(m), SV2SHM_EVENT_PROTOCOL);
-	if (over && p->on_limit == SV2SHM_LIMIT_REFUSE)
+	if (over && p->on_limit == SV2SHM_LIMIT_REFUSE) {
+		/* A full ring may be one whose consumer sleeps on entries
+		 * published with SV2SHM_PUBLISH_MORE: it is woken here, so
+		 * that a caller retrying until there is room gets it. */
+		wake_pending(p);
 		return -EAGAIN;
+	}
 	apply_limit(p, over);
 	int missing = (broken | over) ? __builtin_popcount(broken | over) : 0;
 
@@ -914,7 +957,7 @@ SV2SHM_API int sv2shm_producer_publish(struct sv2shm_producer *p, struct sv2shm_
 			}
 		} else {
 			for (uint32_t m = deliver; m; m &= m - 1u)
-				ring_push(p, &p->links[__builtin_ctz(m)], &d);
+				ring_push(p, (unsigned)__builtin_ctz(m), &d);
 		}
 		for (uint32_t m = deliver & ~(full | gone); m; m &= m - 1u)
 			p->peers.held_hint[__builtin_ctz(m)]++;
@@ -927,9 +970,7 @@ SV2SHM_API int sv2shm_producer_publish(struct sv2shm_producer *p, struct sv2shm_
 	if (failed)
 		missing += __builtin_popcount(failed);
 	if (!(flags & SV2SHM_PUBLISH_MORE))
-		for (uint32_t m = deliver & ~failed; m; m &= m - 1u)
-			if (p->links[__builtin_ctz(m)].used)
-				wake_link(&p->links[__builtin_ctz(m)]);
+		wake_pending(p);
 	return published(p, missing);
 }
 

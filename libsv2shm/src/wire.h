@@ -73,8 +73,9 @@ struct sv2shm_ring {
 	 * release. A spinning consumer watches the next entry's sequence word
 	 * itself — one line moves per slice, not the head's line and then the
 	 * entry's. head still counts what was published: a sleeping consumer
-	 * re-checks it after it announced its sleep (the producer stores it
-	 * seq_cst, then reads consumer_sleeping). */
+	 * re-checks it after it announced its sleep (the producer stores it,
+	 * then a seq_cst fence, then reads consumer_sleeping: once per
+	 * publish without SV2SHM_PUBLISH_MORE, not once per entry). */
 	alignas(SV2SHM_CACHE_LINE) uint8_t slots[];
 };
 

@@ -232,8 +232,12 @@ SV2SHM_EXPORT struct sv2shm_buffer *sv2shm_producer_buffer(struct sv2shm_produce
  */
 SV2SHM_EXPORT int sv2shm_producer_add_consumer(struct sv2shm_producer *p, int sock);
 
-/** Publish flag: more descriptors follow; do not wake sleeping consumers yet
- * (sv2shm_producer_flush() or the next publish without it does). */
+/** Publish flag: more descriptors follow; do not wake sleeping consumers yet.
+ * The next publish without it wakes every consumer with entries pending (not
+ * only those it delivers to), as do sv2shm_producer_flush(), a publish
+ * refused with -EAGAIN, and a get_writable that waits for room. A stream of
+ * slices published with it skips the wake-up check's full fence for all but
+ * the last. */
 #define SV2SHM_PUBLISH_MORE 1u
 
 /**
@@ -264,7 +268,8 @@ SV2SHM_EXPORT int sv2shm_producer_add_consumer(struct sv2shm_producer *p, int so
 SV2SHM_EXPORT int sv2shm_producer_publish(struct sv2shm_producer *p, struct sv2shm_slice *s, const int *ids,
 					  unsigned n, unsigned flags);
 
-/** Wake consumers that sleep with descriptors pending. Never blocks. Returns 0 or -EINVAL. */
+/** Wake consumers that sleep with descriptors pending (published with
+ * SV2SHM_PUBLISH_MORE since). Never blocks. Returns 0 or -EINVAL. */
 SV2SHM_EXPORT int sv2shm_producer_flush(struct sv2shm_producer *p);
 
 /**

@@ -180,6 +180,38 @@ static void drop_slot(struct sv2shm_pool *p, unsigned s)
 }
 
 /*
+ * A shared pool's freed slots at the start of the back run — where a stream
+ * of slices released in order frees them, one per slice — dropped as
+ * drop_slot() would, with the masks and counters updated once for all.
+ */
+static void tidy_back_shared(struct sv2shm_pool *p)
+{
+	struct pool_run *back = &p->run[RUN_BACK];
+	uint64_t dropped = 0, bytes = 0;
+	unsigned n = 0;
+	while (back->len) {
+		unsigned s = run_first(back);
+		if (slot_holders_shared(p->peers, p->own_gen, s, p->gen[s]) != 0)
+			break;
+		run_pop_first(back);
+		/* As in drop_slot(): the state word says "free" before place()
+		 * can hand the bytes out again. */
+		atomic_store_explicit(&p->ctl->slots[s].state, SV2SHM_STATE(p->gen[s], 0), memory_order_release);
+		dropped |= BIT(s);
+		bytes += p->claim_len[s];
+		n++;
+	}
+	if (!n)
+		return;
+	p->owned &= ~dropped;
+	p->mask_view &= ~dropped;
+	p->view_due |= dropped;
+	p->ctrs.releases += n;
+	p->ctrs.bytes_in_use -= bytes;
+	p->ctrs.live -= n;
+}
+
+/*
  * Drop freed slices from the ends of both runs, let an empty back run take
  * over the front run, and restart at 0 when both runs are empty. Slices
  * freed in the middle of a run keep their slot index reserved until they
@@ -189,6 +221,9 @@ static void tidy(struct sv2shm_pool *p)
 {
 	struct pool_run *back = &p->run[RUN_BACK], *front = &p->run[RUN_FRONT];
 	uint64_t before = p->mask_view;
+
+	if (p->owner)
+		tidy_back_shared(p);
 
 	while (back->len && pool_slot_free(p, run_first(back)))
 		drop_slot(p, run_pop_first(back));
@@ -998,6 +1033,21 @@ void pool_sync_view(struct sv2shm_pool *p)
 			p->peers->pub[s] | (atomic_load_explicit(&p->own_gen[s], memory_order_relaxed) ? 1u : 0u);
 		atomic_store_explicit(&p->ctl->slots[s].state, SV2SHM_STATE(p->gen[s], holders), memory_order_release);
 	}
+	atomic_store_explicit(&p->ctl->mask, p->mask_view, memory_order_release);
+	ctr_store_slots(p);
+}
+
+void pool_sync_view_handed(struct sv2shm_pool *p, unsigned slot)
+{
+	uint64_t due = p->view_due & ~BIT(slot);
+	if (due) { /* a tidy dropped slots too: the whole sync, for them */
+		p->view_due = due;
+		pool_sync_view(p);
+		return;
+	}
+	if (!p->view_due)
+		return;
+	p->view_due = 0;
 	atomic_store_explicit(&p->ctl->mask, p->mask_view, memory_order_release);
 	ctr_store_slots(p);
 }

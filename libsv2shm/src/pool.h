@@ -112,6 +112,9 @@ void pool_count_reclaimed(struct sv2shm_pool *p, uint64_t holds);
  * do for an in-process pool, whose state words are the truth and are
  * written at once. */
 void pool_sync_view(struct sv2shm_pool *p);
+/* The same after a publish whose hand-over already wrote `slot`'s state
+ * word: that word is not written twice (the mask and counters still are). */
+void pool_sync_view_handed(struct sv2shm_pool *p, unsigned slot);
 /* Is slot s free (no one holds its current generation)? */
 bool pool_slot_free(const struct sv2shm_pool *p, unsigned s);
 /* The slots holding a live slice (private state and the release records). */

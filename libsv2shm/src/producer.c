@@ -863,7 +863,8 @@ static int publish_one(struct sv2shm_producer *p, struct sv2shm_slice *s, int id
 	pool_count_published(&p->pool, length);
 	if (!(flags & SV2SHM_PUBLISH_MORE))
 		wake_pending(p);
-	pool_sync_view(&p->pool); /* the claim's and the tidy's view, now that the entry is out */
+	/* The claim's and the tidy's view, now that the entry is out. */
+	pool_sync_view_handed(&p->pool, slot);
 	return 0;
 }
 

@@ -1004,11 +1004,11 @@ static void test_ring_full(void **state)
 }
 
 
-/* A shared pool's view in the control block (slot records, state words,
- * mask, slot counters) — what the broker's reclaim and the tools read — lags
- * a claim or a tidy until the next publish's entry is out, a wait, or
- * sv2shm_producer_process(); the state word of a published slot is written
- * before its entry. */
+/* A shared pool's view in the control block (state words, mask) — what the
+ * broker's reclaim and the tools read — lags a claim or a tidy until the
+ * next publish's entry is out, a wait, or sv2shm_producer_process(); the
+ * state word of a published slot is written before its entry, a claim's
+ * record and the counters as they change. */
 static void test_view_follows_the_pool(void **state)
 {
 	(void)state;

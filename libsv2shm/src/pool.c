@@ -88,52 +88,20 @@ static inline unsigned run_pop_last(struct pool_run *r)
 
 /* --- counters (ctl->counters: written here only, read by tools) ----------- */
 
-#define CTR(p, f) (&(p)->ctl->counters.f)
-/* Single writer: a load and a store, no locked read-modify-write. */
-static inline void ctr_add(_Atomic uint64_t *c, uint64_t v)
-{
-	atomic_store_explicit(c, atomic_load_explicit(c, memory_order_relaxed) + v, memory_order_relaxed);
-}
-static inline void ctr_set(_Atomic uint64_t *c, uint64_t v)
-{
-	atomic_store_explicit(c, v, memory_order_relaxed);
-}
+/* CTR(), ctr_add(), ctr_set(): pool.h */
 
-/* The slot counters, from the private copies. */
-static void ctr_store_slots(struct sv2shm_pool *p)
+/* `n` slots whose slices span `bytes` in all joined the runs (n > 0) or left
+ * them (n < 0, bytes negative): the live counts and their high-water marks. */
+static inline void ctr_in_use(struct sv2shm_pool *p, int64_t n, int64_t bytes)
 {
-	const struct pool_ctrs *c = &p->ctrs;
-	ctr_set(CTR(p, live), c->live);
-	ctr_set(CTR(p, bytes_in_use), c->bytes_in_use);
-	ctr_set(CTR(p, hw_slots), c->hw_slots);
-	ctr_set(CTR(p, hw_bytes), c->hw_bytes);
-	ctr_set(CTR(p, releases), c->releases);
-}
-
-/* A slot's slice joined the runs (+len) or left them (-len). The counts are
- * kept privately and stored (a shared pool's at its next pool_sync_view()):
- * the control block is only ever written. */
-static void ctr_in_use(struct sv2shm_pool *p, int64_t bytes)
-{
-	struct pool_ctrs *c = &p->ctrs;
-	c->bytes_in_use += (uint64_t)bytes;
-	if (bytes > 0) {
-		c->live++;
-		if (c->live > c->hw_slots)
-			c->hw_slots = c->live;
-		if (c->bytes_in_use > c->hw_bytes)
-			c->hw_bytes = c->bytes_in_use;
-	} else {
-		c->live--;
-	}
-	if (!p->owner)
-		ctr_store_slots(p);
-}
-
-void pool_count_published(struct sv2shm_pool *p, uint64_t bytes)
-{
-	ctr_set(CTR(p, published), ++p->ctrs.published);
-	ctr_set(CTR(p, bytes), p->ctrs.bytes += bytes);
+	uint64_t live = ctr_add(CTR(p, live), (uint64_t)n);
+	uint64_t in_use = ctr_add(CTR(p, bytes_in_use), (uint64_t)bytes);
+	if (n <= 0)
+		return;
+	if (live > atomic_load_explicit(CTR(p, hw_slots), memory_order_relaxed))
+		ctr_set(CTR(p, hw_slots), live);
+	if (in_use > atomic_load_explicit(CTR(p, hw_bytes), memory_order_relaxed))
+		ctr_set(CTR(p, hw_bytes), in_use);
 }
 
 void pool_count_reclaimed(struct sv2shm_pool *p, uint64_t holds)
@@ -167,13 +135,13 @@ static void drop_slot(struct sv2shm_pool *p, unsigned s)
 {
 	p->owned &= ~BIT(s);
 	p->mask_view &= ~BIT(s);
-	p->ctrs.releases++;
-	ctr_in_use(p, -(int64_t)p->claim_len[s]);
+	ctr_add(CTR(p, releases), 1);
+	ctr_in_use(p, -1, -(int64_t)p->claim_len[s]);
 	if (p->owner) {
 		/* Nobody holds it now (every release latched): its state word
 		 * says so before place() can hand its bytes out again, so that a
 		 * stale descriptor opened elsewhere (sv2shm_region_open()) is
-		 * refused. The mask and the counters follow at the sync. */
+		 * refused. The mask follows at the sync. */
 		atomic_store_explicit(&p->ctl->slots[s].state, SV2SHM_STATE(p->gen[s], 0), memory_order_release);
 		p->view_due |= BIT(s);
 	}
@@ -182,33 +150,58 @@ static void drop_slot(struct sv2shm_pool *p, unsigned s)
 /*
  * A shared pool's freed slots at the start of the back run — where a stream
  * of slices released in order frees them, one per slice — dropped as
- * drop_slot() would, with the masks and counters updated once for all.
+ * drop_slot() would, with the run, the masks and the counters updated once
+ * for all, and each slot's releases latched with one store (a slot all of
+ * whose consumers released leaves pub[] at once): a stream's producer is
+ * bound by its stores, and this runs once per slice.
  */
 static void tidy_back_shared(struct sv2shm_pool *p)
 {
 	struct pool_run *back = &p->run[RUN_BACK];
+	struct slot_peers *pe = p->peers;
 	uint64_t dropped = 0, bytes = 0;
-	unsigned n = 0;
-	while (back->len) {
-		unsigned s = run_first(back);
-		if (slot_holders_shared(p->peers, p->own_gen, s, p->gen[s]) != 0)
+	unsigned n = 0, len = back->len;
+	for (; n < len; n++) {
+		unsigned s = run_at(back, n);
+		uint32_t gen = p->gen[s];
+		if (atomic_load_explicit(&p->own_gen[s], memory_order_seq_cst) != 0)
 			break;
-		run_pop_first(back);
+		uint32_t pub = pe->pub[s], m = pub;
+		for (; m; m &= m - 1u) {
+			const _Atomic uint32_t *rel = pe->released[__builtin_ctz(m)];
+			if (rel && atomic_load_explicit(&rel[s], memory_order_seq_cst) != gen)
+				break;
+		}
+		if (m) {
+			/* Someone still holds it: latch the releases there are
+			 * (slot_latch(), one by one), and stop here. */
+			slot_holders_shared(pe, p->own_gen, s, gen);
+			break;
+		}
+		if (pub) {
+			STAMP(STAMP_P_SEES_RELEASE);
+			pe->pub[s] = 0;
+			for (m = pub; m; m &= m - 1u) {
+				unsigned b = (unsigned)__builtin_ctz(m);
+				if (pe->held_hint[b])
+					pe->held_hint[b]--;
+			}
+		}
 		/* As in drop_slot(): the state word says "free" before place()
 		 * can hand the bytes out again. */
-		atomic_store_explicit(&p->ctl->slots[s].state, SV2SHM_STATE(p->gen[s], 0), memory_order_release);
+		atomic_store_explicit(&p->ctl->slots[s].state, SV2SHM_STATE(gen, 0), memory_order_release);
 		dropped |= BIT(s);
 		bytes += p->claim_len[s];
-		n++;
 	}
 	if (!n)
 		return;
+	back->head = (uint8_t)((back->head + n) & 63u);
+	back->len = (uint8_t)(len - n);
 	p->owned &= ~dropped;
 	p->mask_view &= ~dropped;
 	p->view_due |= dropped;
-	p->ctrs.releases += n;
-	p->ctrs.bytes_in_use -= bytes;
-	p->ctrs.live -= n;
+	ctr_add(CTR(p, releases), n);
+	ctr_in_use(p, -(int64_t)n, -(int64_t)bytes);
 }
 
 /*
@@ -310,7 +303,7 @@ static void *to_system(struct sv2shm_pool *p, size_t need, size_t len)
  * writable pointer for the `len` new bytes, or NULL when neither run has room
  * or no slot is free.
  */
-static void *place(struct sv2shm_pool *p, size_t need)
+static inline __attribute__((always_inline)) void *place(struct sv2shm_pool *p, size_t need)
 {
 	struct sv2shm_buffer *b = &p->buf;
 	unsigned slot;
@@ -557,7 +550,37 @@ static int wait_for_release(struct sv2shm_pool *p, int64_t *deadline /* us */)
  * `len` more bytes (or has no place yet). Runs once per slice, plus once per
  * outgrown room.
  */
+static __attribute__((noinline)) void *pool_get_writable_slower(struct sv2shm_buffer *b, size_t len);
+
+/*
+ * The slow path's most common case on its own: a new slice of a shared pool
+ * in back mode near the start of its region, a slot free and room behind
+ * the back run — place()'s result for it, without a tidy (the lazy case
+ * below), and without a stack frame: a stream's producer is bound by the
+ * stores it makes per slice. Anything else takes the general way.
+ */
 static void *pool_get_writable_slow(struct sv2shm_buffer *b, size_t len)
+{
+	struct sv2shm_pool *p = container_of(b, struct sv2shm_pool, buf);
+	uint64_t free_slots = p->all & ~p->owned, end = p->back_end;
+	if (p->cur != CUR_NONE || b->_len != 0 || !p->owner || p->mode != SV2SHM_MODE_BACK || !free_slots ||
+	    p->front_end > end || end > LAZY_TIDY_SPAN || len > LAZY_TIDY_SPAN - end || end > p->cap ||
+	    len > p->cap - end)
+		return pool_get_writable_slower(b, len);
+	unsigned slot = (unsigned)__builtin_ctzll(free_slots);
+	p->cur = CUR_POOL;
+	p->cur_slot = slot;
+	p->cur_run = RUN_BACK;
+	p->cur_off = end;
+	p->owned |= BIT(slot);
+	uint8_t *dst = p->data + end;
+	b->_base = dst;
+	b->_room = (size_t)(p->cap - end);
+	b->_len = len;
+	return dst;
+}
+
+static void *pool_get_writable_slower(struct sv2shm_buffer *b, size_t len)
 {
 	struct sv2shm_pool *p = container_of(b, struct sv2shm_pool, buf);
 	size_t need;
@@ -661,7 +684,7 @@ static int take_slot(struct sv2shm_pool *p)
 
 /* Claim slot s for the region bytes [off, off + span) (the first `skip` of
  * them are not handed out: danger_set_start) and fill *out. */
-static void claim(struct sv2shm_pool *p, unsigned s, uint64_t off, uint64_t span, uint64_t skip,
+static inline __attribute__((always_inline)) void claim(struct sv2shm_pool *p, unsigned s, uint64_t off, uint64_t span, uint64_t skip,
 		  struct sv2shm_slice *out)
 {
 	uint32_t gen = ++p->gen[s];
@@ -671,20 +694,20 @@ static void claim(struct sv2shm_pool *p, unsigned s, uint64_t off, uint64_t span
 	p->off[s] = off;
 	p->data_off[s] = off + skip;
 	p->data_len[s] = span - skip;
-	p->claims++;
-	p->claim_no[s] = p->claims;
+	uint64_t no = ++p->stats.from_pool; /* the claim's number, from 1 */
+	p->claim_no[s] = no;
 	/* The record first: whoever sees the state word name this generation
 	 * (the hand-over's, or the sync's) finds its bytes here. */
-	cs->offset = p->data_off[s];
-	cs->length = p->data_len[s];
-	cs->claim = p->claims;
+	cs->offset = off + skip;
+	cs->length = span - skip;
+	cs->claim = no;
 	p->mask_view |= BIT(s);
 	p->claim_len[s] = span;
-	ctr_in_use(p, (int64_t)span);
+	ctr_in_use(p, 1, (int64_t)span);
 	if (p->owner) {
 		/* A shared pool's state word is a view; the truth is own_gen and
-		 * the peers' records. Its (gen, 1), the mask and the counters
-		 * follow at the next pool_sync_view(): a publish's hand-over
+		 * the peers' records. Its (gen, 1) and the mask follow at the
+		 * next pool_sync_view(): a publish's hand-over
 		 * writes the state word itself before its descriptor goes out. */
 		atomic_store_explicit(&p->own_gen[s], gen, memory_order_relaxed);
 		p->peers->pub[s] = 0;
@@ -702,23 +725,23 @@ static void claim(struct sv2shm_pool *p, unsigned s, uint64_t off, uint64_t span
 	else
 		p->front_end = off + span;
 	run_push(&p->run[p->cur_run], s);
-	p->stats.from_pool++;
 	TRACE(p, SV2SHM_TRACE_CLAIM, (int)s, off, span);
 
-	memset(out, 0, sizeof(*out));
+	/* Every field (no memset first): the last four merge into one store. */
 	out->data = p->data + off + skip;
 	out->len = span - skip;
 	out->_owner = p;
 	out->_gen = gen;
 	out->_slot = (uint16_t)s;
 	out->_kind = SV2SHM_SLICE_POOL;
+	out->_holder = 0;
 }
 
 /* Hand out the first `span` bytes of the pool slice being written (from
  * _start): in its slot, taking one first if it has none; under FALLBACK with
  * every slot live, as a copy in system memory. The slice being written has
  * no slot afterwards. Returns 0 or the policy's error (nothing changed). */
-static int take_piece(struct sv2shm_pool *p, size_t span, struct sv2shm_slice *out)
+static inline __attribute__((always_inline)) int take_piece(struct sv2shm_pool *p, size_t span, struct sv2shm_slice *out)
 {
 	struct sv2shm_buffer *b = &p->buf;
 	int r = p->cur_slot == NO_SLOT ? take_slot(p) : 0;
@@ -736,7 +759,71 @@ static int take_piece(struct sv2shm_pool *p, size_t span, struct sv2shm_slice *o
 }
 
 /* Claim the slot of the slice just written and hand it out. */
+/*
+ * get_data_owned()'s common case for a shared pool: the whole slice being
+ * written (no danger_set_start()), in the slot place() took — claim()'s
+ * records, with the stores it can do without: pub[s] is already 0 (a slot
+ * is free only once every consumer it went to is latched out of it),
+ * cur_slot is not read again before place() sets it (cur is CUR_NONE), and
+ * the buffer's start is already 0.
+ */
+static __attribute__((noinline)) int pool_get_data_owned_shared(struct sv2shm_pool *p, struct sv2shm_slice *out)
+{
+	struct sv2shm_buffer *b = &p->buf;
+	unsigned s = p->cur_slot;
+	uint64_t off = p->cur_off, span = b->_len;
+	uint32_t gen = p->gen[s] + 1u;
+	if (gen == 0) /* 0 means "not held" in the private records */
+		gen = 1;
+	p->gen[s] = gen;
+	p->off[s] = off;
+	p->data_off[s] = off;
+	p->data_len[s] = span;
+	p->claim_len[s] = span;
+	uint64_t no = ++p->stats.from_pool;
+	p->claim_no[s] = no;
+	/* The record first: whoever sees the state word name this generation
+	 * (the hand-over's, or the sync's) finds its bytes here. */
+	struct sv2shm_ctl_slot *cs = &p->ctl->slots[s];
+	cs->offset = off;
+	cs->length = span;
+	cs->claim = no;
+	p->mask_view |= BIT(s);
+	p->view_due |= BIT(s);
+	atomic_store_explicit(&p->own_gen[s], gen, memory_order_relaxed);
+	ctr_in_use(p, 1, (int64_t)span);
+	p->back_end = off + span;
+	run_push(&p->run[RUN_BACK], s);
+	TRACE(p, SV2SHM_TRACE_CLAIM, (int)s, off, span);
+	out->data = p->data + off;
+	out->len = span;
+	out->_owner = p;
+	out->_gen = gen;
+	out->_slot = (uint16_t)s;
+	out->_kind = SV2SHM_SLICE_POOL;
+	out->_holder = 0;
+	p->cur = CUR_NONE;
+	b->_base = sv2shm_empty_area;
+	b->_len = 0;
+	b->_room = 0;
+	return 0;
+}
+
+static __attribute__((noinline)) int pool_get_data_owned_general(struct sv2shm_buffer *b,
+								   struct sv2shm_slice *out);
+
+/* Which way: two tail calls, so that the common one runs without the
+ * general one's stack frame. */
 static int pool_get_data_owned(struct sv2shm_buffer *b, struct sv2shm_slice *out)
+{
+	struct sv2shm_pool *p = container_of(b, struct sv2shm_pool, buf);
+	if (p->cur == CUR_POOL && b->_start == 0 && b->_len != 0 && p->cur_slot != NO_SLOT && p->owner &&
+	    p->cur_run == RUN_BACK && p->peers->pub[p->cur_slot] == 0)
+		return pool_get_data_owned_shared(p, out);
+	return pool_get_data_owned_general(b, out);
+}
+
+static int pool_get_data_owned_general(struct sv2shm_buffer *b, struct sv2shm_slice *out)
 {
 	struct sv2shm_pool *p = container_of(b, struct sv2shm_pool, buf);
 	if (b->_len == b->_start) {
@@ -1034,22 +1121,6 @@ void pool_sync_view(struct sv2shm_pool *p)
 		atomic_store_explicit(&p->ctl->slots[s].state, SV2SHM_STATE(p->gen[s], holders), memory_order_release);
 	}
 	atomic_store_explicit(&p->ctl->mask, p->mask_view, memory_order_release);
-	ctr_store_slots(p);
-}
-
-void pool_sync_view_handed(struct sv2shm_pool *p, unsigned slot)
-{
-	uint64_t due = p->view_due & ~BIT(slot);
-	if (due) { /* a tidy dropped slots too: the whole sync, for them */
-		p->view_due = due;
-		pool_sync_view(p);
-		return;
-	}
-	if (!p->view_due)
-		return;
-	p->view_due = 0;
-	atomic_store_explicit(&p->ctl->mask, p->mask_view, memory_order_release);
-	ctr_store_slots(p);
 }
 
 /* The slots holding a live slice, from private state: the slots the runs

@@ -41,9 +41,9 @@ struct sv2shm_pool {
 	uint64_t owned;     /* slots referenced by a run or by the slice being written */
 	uint64_t mask_view; /* slots referenced by a run: what ctl->mask shows */
 	/* Shared pools: slots whose state word in the control block (a
-	 * claim's (gen, 1)), the mask and the slot counters lag the private
-	 * state — written by pool_sync_view(), off the way from a free slot
-	 * to a published one. */
+	 * claim's (gen, 1)) and the mask lag the private state — written by
+	 * pool_sync_view(), off the way from a free slot to a published one.
+	 * (The counters are written as they change.) */
 	uint64_t view_due;
 
 	/* Producer-private copies: never trust shared memory for these. */
@@ -53,13 +53,8 @@ struct sv2shm_pool {
 	uint32_t gen[64];
 	uint64_t claim_no[64]; /* claim number of each slot's slice, for the slot map */
 	uint64_t claim_len[64]; /* region bytes each slot's slice spans */
-	uint64_t claims;
 
 	struct sv2shm_pool_stats stats;
-	/* Private copies of the control block's counters (stored, never read back). */
-	struct pool_ctrs {
-		uint64_t published, bytes, releases, live, bytes_in_use, hw_slots, hw_bytes;
-	} ctrs;
 	_Atomic uint64_t refused;
 	/* Releases in progress (any thread): destroy waits for them to finish
 	 * touching the pool, not only for the mask to clear. */
@@ -101,10 +96,36 @@ void pool_init(struct sv2shm_pool *p, struct sv2shm_ctl *ctl, uint8_t *data, uin
 void pool_fini(struct sv2shm_pool *p);
 bool pool_busy(const struct sv2shm_pool *p);
 /* Counters in the control block (read by the broker's STATUS). */
-void pool_count_published(struct sv2shm_pool *p, uint64_t bytes);
+/*
+ * --- counters (ctl->counters, read by tools and the broker's STATUS) ---------
+ * Written by the pool's owner thread only, in place: a shared pool's control
+ * memfd is sealed against writable mappings once the producer has its own,
+ * so no one else can change them, and reading one back is a load where a
+ * private copy was one more store per update (a stream's producer is bound
+ * by its stores). Statistics only: nothing is decided from them.
+ */
+#define CTR(p, f) (&(p)->ctl->counters.f)
+/* Single writer: a load and a store, no locked read-modify-write. */
+static inline uint64_t ctr_add(_Atomic uint64_t *c, uint64_t v)
+{
+	uint64_t n = atomic_load_explicit(c, memory_order_relaxed) + v;
+	atomic_store_explicit(c, n, memory_order_relaxed);
+	return n;
+}
+static inline void ctr_set(_Atomic uint64_t *c, uint64_t v)
+{
+	atomic_store_explicit(c, v, memory_order_relaxed);
+}
+
+/* Inline (every publish counts). */
+static inline void pool_count_published(struct sv2shm_pool *p, uint64_t bytes)
+{
+	ctr_add(CTR(p, published), 1);
+	ctr_add(CTR(p, bytes), bytes);
+}
 void pool_count_reclaimed(struct sv2shm_pool *p, uint64_t holds);
 /* A shared pool's control-block view of its slots (a claimed slot's state
- * word, the mask, the slot counters), brought up to the private state.
+ * word, the mask), brought up to the private state.
  * Claims and tidies leave it due (a claim's record and a dropped slot's
  * (gen, 0) are written at once); the producer thread calls this after a
  * single-consumer publish's ring entry is out, at the start of the general
@@ -113,8 +134,20 @@ void pool_count_reclaimed(struct sv2shm_pool *p, uint64_t holds);
  * written at once. */
 void pool_sync_view(struct sv2shm_pool *p);
 /* The same after a publish whose hand-over already wrote `slot`'s state
- * word: that word is not written twice (the mask and counters still are). */
-void pool_sync_view_handed(struct sv2shm_pool *p, unsigned slot);
+ * word: that word is not written twice. */
+static inline void pool_sync_view_handed(struct sv2shm_pool *p, unsigned slot)
+{
+	uint64_t due = p->view_due & ~(UINT64_C(1) << slot);
+	if (due) { /* a tidy dropped slots too: the whole sync, for them */
+		p->view_due = due;
+		pool_sync_view(p);
+		return;
+	}
+	if (!p->view_due)
+		return;
+	p->view_due = 0;
+	atomic_store_explicit(&p->ctl->mask, p->mask_view, memory_order_release);
+}
 /* Is slot s free (no one holds its current generation)? */
 bool pool_slot_free(const struct sv2shm_pool *p, unsigned s);
 /* The slots holding a live slice (private state and the release records). */

@@ -879,8 +879,103 @@ static inline int published(struct sv2shm_producer *p, int r)
 	return r;
 }
 
+/* What the fast publish leaves to a call (its tail call, so that it needs
+ * no frame itself): the wake checks of `due` (after the fence; 0: none),
+ * a view sync that is more than the mask and counters, the undrained wake
+ * datagrams. */
+static __attribute__((noinline)) int publish_finish(struct sv2shm_producer *p, unsigned slot, uint32_t due)
+{
+	for (; due; due &= due - 1u) {
+		struct link *l = &p->links[__builtin_ctz(due)];
+		if (l->used)
+			wake_link(l);
+	}
+	pool_sync_view_handed(&p->pool, slot);
+	return published(p, 0);
+}
+
+static __attribute__((noinline)) int publish_general(struct sv2shm_producer *p, struct sv2shm_slice *s,
+						     const int *ids, unsigned n, unsigned flags);
+static __attribute__((noinline)) int publish_fast(struct sv2shm_producer *p, struct sv2shm_slice *s, unsigned b,
+						  unsigned flags);
+
+/*
+ * publish_one()'s case again, for a stream of small slices: a pool slice of
+ * ours to one live consumer whose ring has room by the tail last seen and
+ * whose hold count is under the limit by its upper bound. Everything else
+ * goes to the general path, which decides from scratch (nothing is changed
+ * before the checks pass). It calls nothing on its way, so it needs no
+ * stack frame: a stream's producer is bound by the stores it makes per
+ * slice (each one a store-buffer entry waiting behind the ring entry's and
+ * the bytes' lines, which the consumer's core holds), and a frame's
+ * register saves were a sixth of them.
+ */
 SV2SHM_API int sv2shm_producer_publish(struct sv2shm_producer *p, struct sv2shm_slice *s, const int *ids, unsigned n,
 				       unsigned flags)
+{
+	if (!p || !s || !ids || n != 1 || (flags & ~SV2SHM_PUBLISH_MORE) || s->_kind != SV2SHM_SLICE_POOL ||
+	    s->_owner != &p->pool || p->socket_transport)
+		return publish_general(p, s, ids, n, flags);
+	unsigned slot = s->_slot;
+	uint32_t gen = s->_gen;
+	int id = ids[0];
+	unsigned b = (unsigned)id & 31u;
+	if (slot >= p->pool.nslots || atomic_load_explicit(&p->pool.own_gen[slot], memory_order_relaxed) != gen ||
+	    id <= 0 || b < 1 || b > MAX_CONSUMERS)
+		return publish_general(p, s, ids, n, flags);
+	struct link *l = &p->links[b];
+	if (!l->used || l->inc != (uint32_t)id >> 5 || l->head - l->tail_seen >= p->ring_entries ||
+	    p->peers.held_hint[b] >= p->max_held)
+		return publish_general(p, s, ids, n, flags);
+	return publish_fast(p, s, b, flags);
+}
+
+/* sv2shm_producer_publish()'s fast case once its checks passed (a tail
+ * call: the checks' registers are free again, and this needs no frame). */
+static __attribute__((noinline)) int publish_fast(struct sv2shm_producer *p, struct sv2shm_slice *s, unsigned b,
+						  unsigned flags)
+{
+	struct link *l = &p->links[b];
+	unsigned slot = s->_slot;
+	uint32_t gen = s->_gen;
+	uint32_t to = UINT32_C(1) << b;
+	uint64_t length = p->pool.data_len[slot];
+	hand_over_records(p, slot, gen, to);
+	ring_put_pool_desc(ring_entry(l->ring, p->ring_entries, l->head), (uint16_t)slot, gen, p->region_id,
+			   p->pool.data_off[slot], length);
+	atomic_store_explicit(ring_entry_seq(l->ring, p->ring_entries, l->head), l->head + 1u, memory_order_release);
+	STAMP(STAMP_P_ENTRY_OUT);
+	l->head++;
+	atomic_store_explicit(&l->ring->head, l->head, memory_order_release);
+	memset(s, 0, sizeof(*s));
+	p->peers.held_hint[b]++;
+	pool_count_published(&p->pool, length);
+	uint32_t wake = 0;
+	if (flags & SV2SHM_PUBLISH_MORE) {
+		p->wake_due |= to;
+	} else {
+		/* wake_pending(), with this consumer's bit in a register. */
+		uint32_t due = p->wake_due;
+		if (due)
+			p->wake_due = 0;
+		atomic_thread_fence(memory_order_seq_cst);
+		if ((due & ~to) || atomic_load_explicit(&l->ring->consumer_sleeping, memory_order_seq_cst))
+			wake = due | to;
+	}
+	/* The claim's and the tidy's view, now that the entry is out: the
+	 * common part here (pool_sync_view_handed()'s), the rest there. */
+	struct sv2shm_pool *pool = &p->pool;
+	if (wake || (pool->view_due & ~(UINT64_C(1) << slot)) || p->undrained)
+		return publish_finish(p, slot, wake);
+	if (pool->view_due) {
+		pool->view_due = 0;
+		atomic_store_explicit(&pool->ctl->mask, pool->mask_view, memory_order_release);
+	}
+	return 0;
+}
+
+static int publish_general(struct sv2shm_producer *p, struct sv2shm_slice *s, const int *ids, unsigned n,
+			   unsigned flags)
 {
 	if (!p || !s || !ids || n == 0 || n > MAX_CONSUMERS || (flags & ~SV2SHM_PUBLISH_MORE))
 		return -EINVAL;

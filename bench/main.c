@@ -11,6 +11,8 @@
  *                                           sv2shm vs memfd-spin round trip in alternating blocks, per-pair ratios
  *   sv2shm-bench stamps [--json] [--quick] [--block N] [--blocks N]
  *                                           the 64 B round trip split in four parts (a -Dstamps=true build)
+ *   sv2shm-bench calls [--json] [--count N] [--size B] [--batch K]
+ *                                           the small-slice stream path in one thread (bench/calls.sh: callgrind counts)
  *   sv2shm-bench --help
  *
  * Each mode is one entry of the table below; a mode parses its own options
@@ -29,6 +31,8 @@ int bench_frames_main(int argc, char **argv);
 int bench_paired_main(int argc, char **argv);
 /* `sv2shm-bench stamps` (stamps.c). */
 int bench_stamps_main(int argc, char **argv);
+/* `sv2shm-bench calls` (calls.c). */
+int bench_calls_main(int argc, char **argv);
 
 struct bench_cmd {
 	const char *name;
@@ -56,6 +60,9 @@ static const struct bench_cmd cmds[] = {
 	{"stamps", bench_stamps_main, "[--json] [--quick] [--block N] [--blocks N]",
 	 "the 64 B round trip of sv2shm and memfd-spin split into producer path, hand-offs, consumer path "
 	 "(needs -Dstamps=true)"},
+	{"calls", bench_calls_main, "[--json] ...",
+	 "the small-slice stream path in one process and one thread, producer and consumer alternating "
+	 "(--count, --size, --batch); bench/calls.sh counts its instructions and stores per call with callgrind"},
 };
 
 static void usage(FILE *out)

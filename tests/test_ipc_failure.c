@@ -51,6 +51,11 @@
  *                          sleeping consumer A, then one without it to B:
  *                          A is woken too (ipc.h: "the next publish without
  *                          it does"), well before its 5 s recv timeout.
+ *   skip_wakes_more        SV2SHM_LIMIT_SKIP, a 2-entry ring filled with
+ *                          SV2SHM_PUBLISH_MORE for a sleeping consumer, then
+ *                          a publish without it that skips the consumer
+ *                          (delivers to nobody): the consumer is woken all
+ *                          the same and gets its two slices.
  *   refuse_wakes_more      SV2SHM_LIMIT_REFUSE, a 2-entry ring filled with
  *                          SV2SHM_PUBLISH_MORE for a sleeping consumer: the
  *                          -EAGAIN that refuses the third wakes it, so a
@@ -1282,6 +1287,54 @@ static void test_publish_wakes_more(void **state)
 	destroy_producer(p);
 }
 
+/* SV2SHM_LIMIT_SKIP: a publish without SV2SHM_PUBLISH_MORE that delivers to
+ * nobody still wakes the consumers with entries pending. */
+static void test_skip_wakes_more(void **state)
+{
+	(void)state;
+	int sock, ctl;
+	struct cmd_child arg;
+	struct sv2shm_consumer_options co;
+	memset(&co, 0, sizeof(co));
+	co.spin_us = SV2SHM_SPIN_NONE;
+	pid_t pid = spawn_cmd_consumer_opts(&sock, &ctl, &arg, SEED, &co);
+	struct sv2shm_producer_options o;
+	memset(&o, 0, sizeof(o));
+	o.pool.capacity = CAP;
+	o.pool.slots = 8;
+	o.pool.policy = SV2SHM_POOL_FAIL;
+	o.ring_entries = 2;
+	o.max_held = 8;
+	o.on_limit = SV2SHM_LIMIT_SKIP;
+	struct sv2shm_producer *p = NULL;
+	assert_int_equal(sv2shm_producer_new(&o, &p), 0);
+	ipc_hold(p);
+	int id = sv2shm_producer_add_consumer(p, sock);
+	assert_true(id > 0);
+	/* It receives and releases two slices, sleeping in recv. */
+	assert_int_equal(ipc_send_u64(ctl, CMD(OP_RECV_RELEASE, 2, 30)), 0);
+	ipc_sleep_ms(100);
+	struct sv2shm_slice s[3];
+	for (int k = 0; k < 3; k++)
+		make(p, 30 + (uint64_t)k, 100, &s[k]);
+	assert_int_equal(sv2shm_producer_publish(p, &s[0], &id, 1, SV2SHM_PUBLISH_MORE), 0);
+	assert_int_equal(sv2shm_producer_publish(p, &s[1], &id, 1, SV2SHM_PUBLISH_MORE), 0);
+	/* The ring is full: this one skips the consumer (1 = one did not get
+	 * it), and must wake it for the two it has. */
+	assert_int_equal(sv2shm_producer_publish(p, &s[2], &id, 1, 0), 1);
+	uint64_t t0 = ipc_now_ns();
+	uint64_t v = 0;
+	parent_wait_u64(ctl, &v, 10000);
+	assert_int_equal(v, 2);
+	printf("  both slices after %.1f ms\n", ms_between(t0, ipc_now_ns()));
+	assert_true(ms_between(t0, ipc_now_ns()) < 2500);
+	assert_int_equal(cmd(ctl, CMD(OP_EXIT, 0, 0)), 0);
+	assert_child_ok(pid, 10000);
+	close(ctl);
+	assert_int_equal(ipc_mask(p), 0);
+	destroy_producer(p);
+}
+
 /* SV2SHM_LIMIT_REFUSE and a full ring of entries published with
  * SV2SHM_PUBLISH_MORE to a sleeping consumer: the refusal wakes it. */
 static void test_refuse_wakes_more(void **state)
@@ -1363,6 +1416,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_publish_atomic_socket_overflow, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_wait_wakes_more, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_publish_wakes_more, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_skip_wakes_more, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_refuse_wakes_more, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -541,6 +541,16 @@ static int wait_for_release(struct sv2shm_pool *p, int64_t *deadline /* us */)
 	return r == -ETIMEDOUT ? 0 : r; /* the loop checks the deadline itself */
 }
 
+/* The pool is full and the caller gets an error instead of a wait: as
+ * before a wait, consumers asleep on entries published with
+ * SV2SHM_PUBLISH_MORE are woken first, so that a caller retrying finds the
+ * room their releases make. */
+static void refused_full(struct sv2shm_pool *p)
+{
+	if (p->before_wait)
+		p->before_wait(p);
+}
+
 /* How far into a shared pool's region slices may land before a tidy (see
  * pool_get_writable_slow). */
 #define LAZY_TIDY_SPAN UINT64_C(8192)
@@ -622,10 +632,12 @@ static void *pool_get_writable_slower(struct sv2shm_buffer *b, size_t len)
 			return NULL;
 		}
 		if (p->policy == SV2SHM_POOL_FAIL) {
+			refused_full(p);
 			b->_error = -EAGAIN;
 			return NULL;
 		}
 		if (p->wait_timeout_ms == 0 || (deadline >= 0 && now_us() >= deadline)) {
+			refused_full(p);
 			b->_error = -ETIMEDOUT;
 			return NULL;
 		}
@@ -671,10 +683,14 @@ static int take_slot(struct sv2shm_pool *p)
 		}
 		if (p->policy == SV2SHM_POOL_FALLBACK)
 			return -ENOSPC;
-		if (p->policy == SV2SHM_POOL_FAIL)
+		if (p->policy == SV2SHM_POOL_FAIL) {
+			refused_full(p);
 			return -EAGAIN;
-		if (p->wait_timeout_ms == 0 || (deadline >= 0 && now_us() >= deadline))
+		}
+		if (p->wait_timeout_ms == 0 || (deadline >= 0 && now_us() >= deadline)) {
+			refused_full(p);
 			return -ETIMEDOUT;
+		}
 		int r = wait_for_release(p, &deadline); /* sets the deadline */
 		if (r < 0 && r != -EINTR)
 			return r;

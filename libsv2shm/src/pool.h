@@ -60,8 +60,9 @@ struct sv2shm_pool {
 	 * touching the pool, not only for the mask to clear. */
 	_Atomic uint32_t releasing;
 	/* Producer pools: the generation of each slice the producer itself
-	 * holds (0 = none) — private truth, since consumers can scribble on the
-	 * shared control block. */
+	 * holds (0 = none) — private truth: the control block's state words are
+	 * a view for tools (and an in-process pool's are written by releasing
+	 * threads). */
 	_Atomic uint32_t own_gen[64];
 
 	bool own_memory; /* in-process pool: ctl and data are ours */

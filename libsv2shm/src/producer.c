@@ -920,7 +920,7 @@ SV2SHM_API int sv2shm_producer_publish(struct sv2shm_producer *p, struct sv2shm_
 	uint32_t gen = s->_gen;
 	int id = ids[0];
 	unsigned b = (unsigned)id & 31u;
-	if (slot >= p->pool.nslots || atomic_load_explicit(&p->pool.own_gen[slot], memory_order_relaxed) != gen ||
+	if (slot >= p->pool.nslots || gen == 0 || atomic_load_explicit(&p->pool.own_gen[slot], memory_order_relaxed) != gen ||
 	    id <= 0 || b < 1 || b > MAX_CONSUMERS)
 		return publish_general(p, s, ids, n, flags);
 	struct link *l = &p->links[b];
@@ -974,17 +974,36 @@ static __attribute__((noinline)) int publish_fast(struct sv2shm_producer *p, str
 	return 0;
 }
 
+static int publish_general_inner(struct sv2shm_producer *p, struct sv2shm_slice *s, const int *ids, unsigned n,
+				 unsigned flags);
+
+/* The general path, and then the wake check whenever this publish did not
+ * put an entry out under SV2SHM_PUBLISH_MORE: a publish without the flag
+ * wakes the consumers with entries pending even when it delivers nothing
+ * (every consumer skipped at its limit, a bad id, an overflow memfd that
+ * could not be made) — or a consumer sent MORE entries would sleep on them
+ * while the producer, never waiting for room, goes on skipping it. (A no-op
+ * when nothing is pending: the success path checked already.) */
 static int publish_general(struct sv2shm_producer *p, struct sv2shm_slice *s, const int *ids, unsigned n,
 			   unsigned flags)
+{
+	int r = publish_general_inner(p, s, ids, n, flags);
+	if (p && (!(flags & SV2SHM_PUBLISH_MORE) || r != 0))
+		wake_pending(p);
+	return r;
+}
+
+static int publish_general_inner(struct sv2shm_producer *p, struct sv2shm_slice *s, const int *ids, unsigned n,
+				 unsigned flags)
 {
 	if (!p || !s || !ids || n == 0 || n > MAX_CONSUMERS || (flags & ~SV2SHM_PUBLISH_MORE))
 		return -EINVAL;
 	bool pool_slice = s->_kind == SV2SHM_SLICE_POOL && s->_owner == &p->pool;
 	if (!pool_slice && !(s->_kind == SV2SHM_SLICE_SYSTEM && s->len > 0))
 		return -EINVAL;
-	if (pool_slice && (s->_slot >= p->pool.nslots ||
+	if (pool_slice && (s->_slot >= p->pool.nslots || s->_gen == 0 ||
 			   atomic_load_explicit(&p->pool.own_gen[s->_slot], memory_order_relaxed) != s->_gen))
-		return -EINVAL; /* not a live slice of ours */
+		return -EINVAL; /* not a live slice of ours (0: no generation is ever 0) */
 	if (n == 1 && pool_slice && !p->socket_transport) {
 		int r = publish_one(p, s, ids[0], flags);
 		if (r != PUBLISH_GENERAL)
@@ -1187,6 +1206,8 @@ SV2SHM_API int sv2shm_producer_publish_next(struct sv2shm_producer *p, struct sv
 		 * with the socket transport or an alloc-mode slice): consumed. */
 		return r > 0 ? -ECONNRESET : id;
 	}
+	if (any)
+		wake_pending(p); /* every consumer at its limit: one may sleep on MORE entries */
 	return any ? -EAGAIN : -ENOENT;
 }
 

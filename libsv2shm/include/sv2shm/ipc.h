@@ -234,8 +234,10 @@ SV2SHM_EXPORT int sv2shm_producer_add_consumer(struct sv2shm_producer *p, int so
 
 /** Publish flag: more descriptors follow; do not wake sleeping consumers yet.
  * The next publish without it wakes every consumer with entries pending (not
- * only those it delivers to), as do sv2shm_producer_flush(), a publish
- * refused with -EAGAIN, and a get_writable that waits for room. A stream of
+ * only those it delivers to, even when it delivers to none), as do
+ * sv2shm_producer_flush(), a publish refused with -EAGAIN, a
+ * sv2shm_producer_publish_next() that finds every consumer at its limit,
+ * and a get_writable that waits for room or fails for want of it. A stream of
  * slices published with it skips the wake-up check's full fence for all but
  * the last. */
 #define SV2SHM_PUBLISH_MORE 1u

@@ -1287,17 +1287,19 @@ static void test_publish_wakes_more(void **state)
 	destroy_producer(p);
 }
 
-/* SV2SHM_LIMIT_SKIP: a publish without SV2SHM_PUBLISH_MORE that delivers to
- * nobody still wakes the consumers with entries pending. */
-static void test_skip_wakes_more(void **state)
+/* A producer (8 slots, FAIL, a 2-entry ring, limit policy `on_limit`) and
+ * one command consumer that never spins, told to receive and release `n`
+ * slices (patterns seq, seq + 1, ...) and given 100 ms to fall asleep in
+ * recv; three slices of those patterns made in *s. */
+static struct sv2shm_producer *sleeping_two_entry_consumer(int on_limit, unsigned n, uint64_t seq, int *ctl,
+							 pid_t *pid, int *id, struct sv2shm_slice s[3])
 {
-	(void)state;
-	int sock, ctl;
+	int sock;
 	struct cmd_child arg;
 	struct sv2shm_consumer_options co;
 	memset(&co, 0, sizeof(co));
 	co.spin_us = SV2SHM_SPIN_NONE;
-	pid_t pid = spawn_cmd_consumer_opts(&sock, &ctl, &arg, SEED, &co);
+	*pid = spawn_cmd_consumer_opts(&sock, ctl, &arg, SEED, &co);
 	struct sv2shm_producer_options o;
 	memset(&o, 0, sizeof(o));
 	o.pool.capacity = CAP;
@@ -1305,18 +1307,29 @@ static void test_skip_wakes_more(void **state)
 	o.pool.policy = SV2SHM_POOL_FAIL;
 	o.ring_entries = 2;
 	o.max_held = 8;
-	o.on_limit = SV2SHM_LIMIT_SKIP;
+	o.on_limit = on_limit;
 	struct sv2shm_producer *p = NULL;
 	assert_int_equal(sv2shm_producer_new(&o, &p), 0);
 	ipc_hold(p);
-	int id = sv2shm_producer_add_consumer(p, sock);
-	assert_true(id > 0);
-	/* It receives and releases two slices, sleeping in recv. */
-	assert_int_equal(ipc_send_u64(ctl, CMD(OP_RECV_RELEASE, 2, 30)), 0);
+	*id = sv2shm_producer_add_consumer(p, sock);
+	assert_true(*id > 0);
+	assert_int_equal(ipc_send_u64(*ctl, CMD(OP_RECV_RELEASE, n, seq)), 0);
 	ipc_sleep_ms(100);
-	struct sv2shm_slice s[3];
 	for (int k = 0; k < 3; k++)
-		make(p, 30 + (uint64_t)k, 100, &s[k]);
+		make(p, seq + (uint64_t)k, 100, &s[k]);
+	return p;
+}
+
+/* SV2SHM_LIMIT_SKIP: a publish without SV2SHM_PUBLISH_MORE that delivers to
+ * nobody still wakes the consumers with entries pending. */
+static void test_skip_wakes_more(void **state)
+{
+	(void)state;
+	int ctl, id;
+	pid_t pid;
+	struct sv2shm_slice s[3];
+	/* It receives and releases two slices, sleeping in recv. */
+	struct sv2shm_producer *p = sleeping_two_entry_consumer(SV2SHM_LIMIT_SKIP, 2, 30, &ctl, &pid, &id, s);
 	assert_int_equal(sv2shm_producer_publish(p, &s[0], &id, 1, SV2SHM_PUBLISH_MORE), 0);
 	assert_int_equal(sv2shm_producer_publish(p, &s[1], &id, 1, SV2SHM_PUBLISH_MORE), 0);
 	/* The ring is full: this one skips the consumer (1 = one did not get
@@ -1340,27 +1353,11 @@ static void test_skip_wakes_more(void **state)
 static void test_refuse_wakes_more(void **state)
 {
 	(void)state;
-	int sock, ctl;
-	struct cmd_child arg;
-	struct sv2shm_consumer_options co;
-	memset(&co, 0, sizeof(co));
-	co.spin_us = SV2SHM_SPIN_NONE;
-	pid_t pid = spawn_cmd_consumer_opts(&sock, &ctl, &arg, SEED, &co);
-	struct sv2shm_producer_options o;
-	memset(&o, 0, sizeof(o));
-	o.pool.capacity = CAP;
-	o.pool.slots = 8;
-	o.pool.policy = SV2SHM_POOL_FAIL;
-	o.ring_entries = 2;
-	struct sv2shm_producer *p = new_producer_opts(&o);
-	int id = sv2shm_producer_add_consumer(p, sock);
-	assert_true(id > 0);
-	/* It receives and releases three slices, sleeping in recv for each. */
-	assert_int_equal(ipc_send_u64(ctl, CMD(OP_RECV_RELEASE, 3, 20)), 0);
-	ipc_sleep_ms(100);
+	int ctl, id;
+	pid_t pid;
 	struct sv2shm_slice s[3];
-	for (int k = 0; k < 3; k++)
-		make(p, 20 + (uint64_t)k, 100, &s[k]);
+	/* It receives and releases three slices, sleeping in recv for each. */
+	struct sv2shm_producer *p = sleeping_two_entry_consumer(SV2SHM_LIMIT_REFUSE, 3, 20, &ctl, &pid, &id, s);
 	assert_int_equal(sv2shm_producer_publish(p, &s[0], &id, 1, SV2SHM_PUBLISH_MORE), 0);
 	assert_int_equal(sv2shm_producer_publish(p, &s[1], &id, 1, SV2SHM_PUBLISH_MORE), 0);
 	/* The ring is full; nothing woke the consumer yet. Retry for 2 s. */

@@ -1195,6 +1195,17 @@ static void test_publish_atomic_socket_overflow(void **state)
 
 /* --- PUBLISH_MORE, then waiting for room ------------------------------------------ */
 
+/* The command consumer exits cleanly and every slot is free again; the
+ * producer goes. */
+static void exit_cmd_consumer(struct sv2shm_producer *p, int ctl, pid_t pid)
+{
+	assert_int_equal(cmd(ctl, CMD(OP_EXIT, 0, 0)), 0);
+	assert_child_ok(pid, 10000);
+	close(ctl);
+	assert_int_equal(ipc_mask(p), 0);
+	destroy_producer(p);
+}
+
 static void test_wait_wakes_more(void **state)
 {
 	(void)state;
@@ -1233,11 +1244,7 @@ static void test_wait_wakes_more(void **state)
 	uint64_t v = 0;
 	parent_wait_u64(ctl, &v, 10000);
 	assert_int_equal(v, 3);
-	assert_int_equal(cmd(ctl, CMD(OP_EXIT, 0, 0)), 0);
-	assert_child_ok(pid, 10000);
-	close(ctl);
-	assert_int_equal(ipc_mask(p), 0);
-	destroy_producer(p);
+	exit_cmd_consumer(p, ctl, pid);
 }
 
 /* A publish without SV2SHM_PUBLISH_MORE wakes every consumer with entries
@@ -1341,11 +1348,7 @@ static void test_skip_wakes_more(void **state)
 	assert_int_equal(v, 2);
 	printf("  both slices after %.1f ms\n", ms_between(t0, ipc_now_ns()));
 	assert_true(ms_between(t0, ipc_now_ns()) < 2500);
-	assert_int_equal(cmd(ctl, CMD(OP_EXIT, 0, 0)), 0);
-	assert_child_ok(pid, 10000);
-	close(ctl);
-	assert_int_equal(ipc_mask(p), 0);
-	destroy_producer(p);
+	exit_cmd_consumer(p, ctl, pid);
 }
 
 /* SV2SHM_LIMIT_REFUSE and a full ring of entries published with
@@ -1376,11 +1379,7 @@ static void test_refuse_wakes_more(void **state)
 	uint64_t v = 0;
 	parent_wait_u64(ctl, &v, 10000);
 	assert_int_equal(v, 3);
-	assert_int_equal(cmd(ctl, CMD(OP_EXIT, 0, 0)), 0);
-	assert_child_ok(pid, 10000);
-	close(ctl);
-	assert_int_equal(ipc_mask(p), 0);
-	destroy_producer(p);
+	exit_cmd_consumer(p, ctl, pid);
 }
 
 int main(void)

@@ -152,7 +152,8 @@ static void drop_slot(struct sv2shm_pool *p, unsigned s)
  * of slices released in order frees them, one per slice — dropped as
  * drop_slot() would, with the run, the masks and the counters updated once
  * for all, and each slot's releases latched with one store (a slot all of
- * whose consumers released leaves pub[] at once): a stream's producer is
+ * whose consumers released leaves pub[] at once; slot_holders_shared()
+ * latches bit by bit, 3 more stores per slice): a stream's producer is
  * bound by its stores, and this runs once per slice.
  */
 static void tidy_back_shared(struct sv2shm_pool *p)
@@ -555,11 +556,6 @@ static void refused_full(struct sv2shm_pool *p)
  * pool_get_writable_slow). */
 #define LAZY_TIDY_SPAN UINT64_C(8192)
 
-/*
- * The slow path of get_writable: the slice being written has no room for
- * `len` more bytes (or has no place yet). Runs once per slice, plus once per
- * outgrown room.
- */
 static __attribute__((noinline)) void *pool_get_writable_slower(struct sv2shm_buffer *b, size_t len);
 
 /*
@@ -573,6 +569,9 @@ static void *pool_get_writable_slow(struct sv2shm_buffer *b, size_t len)
 {
 	struct sv2shm_pool *p = container_of(b, struct sv2shm_pool, buf);
 	uint64_t free_slots = p->all & ~p->owned, end = p->back_end;
+	/* A copy of place()'s steps for this one case, on purpose: calling
+	 * place() here (always inline) costs a frame and 6 more stores per
+	 * slice (bench/calls.sh). */
 	if (p->cur != CUR_NONE || b->_len != 0 || !p->owner || p->mode != SV2SHM_MODE_BACK || !free_slots ||
 	    p->front_end > end || end > LAZY_TIDY_SPAN || len > LAZY_TIDY_SPAN - end || end > p->cap ||
 	    len > p->cap - end)
@@ -590,6 +589,11 @@ static void *pool_get_writable_slow(struct sv2shm_buffer *b, size_t len)
 	return dst;
 }
 
+/*
+ * The slow path of get_writable: the slice being written has no room for
+ * `len` more bytes (or has no place yet). Runs once per slice, plus once per
+ * outgrown room.
+ */
 static void *pool_get_writable_slower(struct sv2shm_buffer *b, size_t len)
 {
 	struct sv2shm_pool *p = container_of(b, struct sv2shm_pool, buf);
@@ -743,7 +747,7 @@ static inline __attribute__((always_inline)) void claim(struct sv2shm_pool *p, u
 	run_push(&p->run[p->cur_run], s);
 	TRACE(p, SV2SHM_TRACE_CLAIM, (int)s, off, span);
 
-	/* Every field (no memset first): the last four merge into one store. */
+	/* Every field, no memset first. */
 	out->data = p->data + off + skip;
 	out->len = span - skip;
 	out->_owner = p;
@@ -774,14 +778,15 @@ static inline __attribute__((always_inline)) int take_piece(struct sv2shm_pool *
 	return 0;
 }
 
-/* Claim the slot of the slice just written and hand it out. */
 /*
  * get_data_owned()'s common case for a shared pool: the whole slice being
  * written (no danger_set_start()), in the slot place() took — claim()'s
  * records, with the stores it can do without: pub[s] is already 0 (a slot
  * is free only once every consumer it went to is latched out of it),
  * cur_slot is not read again before place() sets it (cur is CUR_NONE), and
- * the buffer's start is already 0.
+ * the buffer's start is already 0. A copy of claim() for this case on
+ * purpose: calling claim() here costs 8 more stores per slice
+ * (bench/calls.sh); test_pool_model and the ipc tests run both.
  */
 static __attribute__((noinline)) int pool_get_data_owned_shared(struct sv2shm_pool *p, struct sv2shm_slice *out)
 {
@@ -839,6 +844,7 @@ static int pool_get_data_owned(struct sv2shm_buffer *b, struct sv2shm_slice *out
 	return pool_get_data_owned_general(b, out);
 }
 
+/* Claim the slot of the slice just written and hand it out. */
 static int pool_get_data_owned_general(struct sv2shm_buffer *b, struct sv2shm_slice *out)
 {
 	struct sv2shm_pool *p = container_of(b, struct sv2shm_pool, buf);

@@ -96,7 +96,6 @@ void pool_init(struct sv2shm_pool *p, struct sv2shm_ctl *ctl, uint8_t *data, uin
 	       const struct sv2shm_pool_options *o);
 void pool_fini(struct sv2shm_pool *p);
 bool pool_busy(const struct sv2shm_pool *p);
-/* Counters in the control block (read by the broker's STATUS). */
 /*
  * --- counters (ctl->counters, read by tools and the broker's STATUS) ---------
  * Written by the pool's owner thread only, in place: a shared pool's control
@@ -134,20 +133,29 @@ void pool_count_reclaimed(struct sv2shm_pool *p, uint64_t holds);
  * do for an in-process pool, whose state words are the truth and are
  * written at once. */
 void pool_sync_view(struct sv2shm_pool *p);
+/* pool_sync_view_handed()'s common case on its own (no call, for the fast
+ * publish): nothing due but `slot`, whose state word the hand-over wrote —
+ * store the mask and return true; false (nothing done) when other slots are
+ * due too. */
+static inline bool pool_sync_view_mask(struct sv2shm_pool *p, unsigned slot)
+{
+	if (p->view_due & ~(UINT64_C(1) << slot))
+		return false;
+	if (p->view_due) {
+		p->view_due = 0;
+		atomic_store_explicit(&p->ctl->mask, p->mask_view, memory_order_release);
+	}
+	return true;
+}
+
 /* The same after a publish whose hand-over already wrote `slot`'s state
  * word: that word is not written twice. */
 static inline void pool_sync_view_handed(struct sv2shm_pool *p, unsigned slot)
 {
-	uint64_t due = p->view_due & ~(UINT64_C(1) << slot);
-	if (due) { /* a tidy dropped slots too: the whole sync, for them */
-		p->view_due = due;
+	if (!pool_sync_view_mask(p, slot)) { /* a tidy dropped slots too */
+		p->view_due &= ~(UINT64_C(1) << slot);
 		pool_sync_view(p);
-		return;
 	}
-	if (!p->view_due)
-		return;
-	p->view_due = 0;
-	atomic_store_explicit(&p->ctl->mask, p->mask_view, memory_order_release);
 }
 /* Is slot s free (no one holds its current generation)? */
 bool pool_slot_free(const struct sv2shm_pool *p, unsigned s);

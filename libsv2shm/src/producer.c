@@ -631,12 +631,18 @@ static int ring_room(struct sv2shm_producer *p, struct link *l)
  * orders it before the look at consumer_sleeping is wake_pending()'s, once
  * per batch — a fence here made every entry wait for its lines to leave
  * our store buffer, one cross-core miss per slice. */
-static void ring_commit(struct sv2shm_producer *p, struct link *l, unsigned bit)
+static inline void ring_commit_entry(struct sv2shm_producer *p, struct link *l)
 {
 	atomic_store_explicit(ring_entry_seq(l->ring, p->ring_entries, l->head), l->head + 1u, memory_order_release);
 	STAMP(STAMP_P_ENTRY_OUT);
 	l->head++;
 	atomic_store_explicit(&l->ring->head, l->head, memory_order_release);
+}
+
+/* ring_commit_entry(), and the consumer's wake check is due. */
+static void ring_commit(struct sv2shm_producer *p, struct link *l, unsigned bit)
+{
+	ring_commit_entry(p, l);
 	p->wake_due |= UINT32_C(1) << bit;
 }
 
@@ -674,6 +680,16 @@ static void wake_link(struct link *l)
  * (seq_cst), re-read the head (seq_cst)": either the consumer sees a head,
  * or we see it sleeping and wake it.
  */
+/* wake_link() for the consumers in `due`, after the fence. */
+static void wake_links(struct sv2shm_producer *p, uint32_t due)
+{
+	for (; due; due &= due - 1u) {
+		struct link *l = &p->links[__builtin_ctz(due)];
+		if (l->used)
+			wake_link(l);
+	}
+}
+
 static void wake_pending(struct sv2shm_producer *p)
 {
 	uint32_t due = p->wake_due;
@@ -681,11 +697,7 @@ static void wake_pending(struct sv2shm_producer *p)
 		return;
 	p->wake_due = 0;
 	atomic_thread_fence(memory_order_seq_cst);
-	for (; due; due &= due - 1u) {
-		struct link *l = &p->links[__builtin_ctz(due)];
-		if (l->used)
-			wake_link(l);
-	}
+	wake_links(p, due);
 }
 
 SV2SHM_API int sv2shm_producer_flush(struct sv2shm_producer *p)
@@ -885,11 +897,7 @@ static inline int published(struct sv2shm_producer *p, int r)
  * datagrams. */
 static __attribute__((noinline)) int publish_finish(struct sv2shm_producer *p, unsigned slot, uint32_t due)
 {
-	for (; due; due &= due - 1u) {
-		struct link *l = &p->links[__builtin_ctz(due)];
-		if (l->used)
-			wake_link(l);
-	}
+	wake_links(p, due);
 	pool_sync_view_handed(&p->pool, slot);
 	return published(p, 0);
 }
@@ -943,10 +951,7 @@ static __attribute__((noinline)) int publish_fast(struct sv2shm_producer *p, str
 	hand_over_records(p, slot, gen, to);
 	ring_put_pool_desc(ring_entry(l->ring, p->ring_entries, l->head), (uint16_t)slot, gen, p->region_id,
 			   p->pool.data_off[slot], length);
-	atomic_store_explicit(ring_entry_seq(l->ring, p->ring_entries, l->head), l->head + 1u, memory_order_release);
-	STAMP(STAMP_P_ENTRY_OUT);
-	l->head++;
-	atomic_store_explicit(&l->ring->head, l->head, memory_order_release);
+	ring_commit_entry(p, l); /* its wake check is the one below */
 	memset(s, 0, sizeof(*s));
 	p->peers.held_hint[b]++;
 	pool_count_published(&p->pool, length);
@@ -963,14 +968,10 @@ static __attribute__((noinline)) int publish_fast(struct sv2shm_producer *p, str
 			wake = due | to;
 	}
 	/* The claim's and the tidy's view, now that the entry is out: the
-	 * common part here (pool_sync_view_handed()'s), the rest there. */
-	struct sv2shm_pool *pool = &p->pool;
-	if (wake || (pool->view_due & ~(UINT64_C(1) << slot)) || p->undrained)
+	 * common part here, the rest (and wake-ups, and undrained datagrams)
+	 * in publish_finish(). */
+	if (wake || p->undrained || !pool_sync_view_mask(&p->pool, slot))
 		return publish_finish(p, slot, wake);
-	if (pool->view_due) {
-		pool->view_due = 0;
-		atomic_store_explicit(&pool->ctl->mask, pool->mask_view, memory_order_release);
-	}
 	return 0;
 }
 
